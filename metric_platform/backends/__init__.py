@@ -1,0 +1,1 @@
+"""Data API backends: how the engine reads source data (Parquet, SQLite, PostgreSQL)."""

@@ -1,0 +1,222 @@
+"""The ``metric-platform`` command.
+
+Exit codes: 0 success, 2 a user error (bad AC, unknown name, unreadable source: the message says how
+to fix it), 1 an internal error (storage). No traceback is the only message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from metric_platform.errors import MetricPlatformError, UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="metric-platform", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="validate analytical-context YAML files")
+    p.add_argument("ac_files", nargs="+", type=Path)
+
+    p = sub.add_parser("profile", help="profile a source schema (or one column) through the engine")
+    p.add_argument("ac_file", type=Path)
+    p.add_argument("schema")
+    p.add_argument("--column")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument(
+        "--source", type=Path, help="read the AC's Parquet directory / SQLite file from here instead"
+    )
+
+    p = sub.add_parser("entries", help="list the engine's memoized entries for an AC (the manifest)")
+    p.add_argument("ac_file", type=Path)
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+    p = sub.add_parser("generate-sample", help="write the deterministic sample data set")
+    p.add_argument("--out", type=Path, default=Path("data") / "sample")
+    p.add_argument("--rows", type=int, default=20_000)
+    p.add_argument("--days", type=int, default=90)
+    p.add_argument("--end-date", type=dt.date.fromisoformat, help="last event day (default: yesterday)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--sqlite", type=Path, help="also load the tables into this SQLite file")
+
+    p = sub.add_parser("main", help="the main job: sample data, validate and profile every AC")
+    p.add_argument("--acs", type=Path, default=Path("data") / "acs")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except MetricPlatformError as exc:
+        print(f"internal error: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL_ERROR
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    match args.command:
+        case "validate":
+            return _validate(args.ac_files)
+        case "profile":
+            return _profile(args)
+        case "entries":
+            return _entries(args)
+        case "generate-sample":
+            return _generate(args)
+        case "main":
+            from metric_platform.main_job import run_main_job
+
+            run_main_job(acs_dir=args.acs)
+            return 0
+    msg = f"unknown command {args.command!r}"
+    raise AssertionError(msg)
+
+
+def _validate(files: Sequence[Path]) -> int:
+    from metric_platform.errors import ConfigError
+    from metric_platform.semantics.loader import load_ac
+
+    failed = False
+    for file in files:
+        try:
+            ac = load_ac(file)
+        except ConfigError as exc:
+            failed = True
+            print(f"{file}: invalid\n{exc}", file=sys.stderr)
+            continue
+        print(
+            f"{file}: ok — AC {ac.name!r}: {len(ac.schemas)} schemas, {len(ac.dimensions)} dimensions, "
+            f"{len(ac.fd_dag.edges)} FD edges, {len(ac.families)} metric families"
+        )
+        for fam in ac.families.values():
+            hints = "; ".join("[" + ", ".join(g) + "]" for g in fam.cache_grains) or "none"
+            print(
+                f"  {fam.name}: {fam.operator}({fam.root_schema}.{fam.root_column}) {fam.mvt.label}, "
+                f"base grain [{', '.join(fam.base_grain)}], cache hints {hints}, "
+                f"fingerprint {fam.fingerprint}"
+            )
+    return EXIT_USER_ERROR if failed else 0
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from metric_platform.backends.factory import backend_for
+    from metric_platform.engine.engine import MetricEngine
+    from metric_platform.engine.qm.projections import render_table
+    from metric_platform.semantics.loader import load_ac
+
+    ac = load_ac(args.ac_file, source_path=args.source)
+    backend = backend_for(ac)
+    engine = MetricEngine.open(ac)
+    try:
+        if args.column:
+            profile = engine.column_profile(args.schema, args.column, backend=backend)
+            if args.format == "json":
+                print(profile.model_dump_json(indent=2))
+            else:
+                print(_render_column(profile))
+        else:
+            table = engine.table_profile(args.schema, backend=backend)
+            print(table.model_dump_json(indent=2) if args.format == "json" else render_table(table))
+    finally:
+        engine.close()
+        backend.close()
+    return 0
+
+
+def _render_column(profile: object) -> str:
+    from metric_platform.engine.qm.projections import ColumnProfile
+
+    assert isinstance(profile, ColumnProfile)
+    lines = [
+        f"{profile.schema_name}.{profile.column}: {profile.dtype}, kind {profile.kind_hint.value}",
+        f"  rows {profile.row_count}, nulls {profile.null_count} ({profile.null_fraction:.1%}), "
+        f"distinct {profile.distinct_count}, min {profile.min_text}, max {profile.max_text}",
+    ]
+    if profile.numeric is not None:
+        n = profile.numeric
+        lines.append(f"  mean {n.mean}, std {n.std}, p25 {n.p25}, p50 {n.p50}, p75 {n.p75}")
+    if profile.text is not None:
+        t = profile.text
+        lines.append(f"  length min {t.min_length}, max {t.max_length}, mean {t.mean_length}")
+    if profile.top_values:
+        tops = ", ".join(f"{v.value} ({v.count})" for v in profile.top_values[:10])
+        lines.append(f"  top values: {tops}")
+    if profile.histogram:
+        bins = ", ".join(f"[{b.lower:.4g}, {b.upper:.4g}): {b.count}" for b in profile.histogram)
+        lines.append(f"  histogram: {bins}")
+    return "\n".join(lines)
+
+
+def _entries(args: argparse.Namespace) -> int:
+    from metric_platform.engine.engine import MetricEngine
+    from metric_platform.semantics.loader import load_ac
+
+    ac = load_ac(args.ac_file)
+    engine = MetricEngine.open(ac)
+    try:
+        entries = engine.entries()
+    finally:
+        engine.close()
+    rows = [
+        {
+            "domain": e.key.domain.value,
+            "dataset": e.key.dataset_id,
+            "anchor": e.key.anchor_signature,
+            "slice": e.key.slice_key or "-",
+            "version": e.version,
+            "rows": e.row_count,
+            "bytes": e.byte_size,
+            "accesses": e.access_count,
+            "last_access": e.last_access_at.isoformat(timespec="seconds"),
+            "level": e.meta.verification_level or "-",
+            "pinned": e.pinned,
+        }
+        for e in entries
+    ]
+    if args.format == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"AC {ac.name!r}: {len(rows)} entries, {sum(e.byte_size for e in entries)} bytes")
+    if rows:
+        headers = list(rows[0])
+        cells = [headers, *([str(r[h]) for h in headers] for r in rows)]
+        widths = [max(len(c[i]) for c in cells) for i in range(len(headers))]
+        for i, c in enumerate(cells):
+            print("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+            if i == 0:
+                print("  ".join("-" * w for w in widths))
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from metric_platform.sample_data import SampleSpec, generate, write_metadata, write_parquet
+
+    spec = SampleSpec(rows=args.rows, days=args.days, end_date=args.end_date, seed=args.seed)
+    frames = generate(spec)
+    paths = write_parquet(frames, args.out)
+    meta = write_metadata(spec, args.out)
+    print(f"wrote {', '.join(str(p) for p in paths)} ({meta['rows']} transactions to {meta['end_date']})")
+    if args.sqlite:
+        from metric_platform.backends.sql_load import load_frames
+
+        args.sqlite.parent.mkdir(parents=True, exist_ok=True)
+        load_frames(f"sqlite:///{args.sqlite.resolve()}", frames)
+        print(f"loaded {', '.join(frames)} into {args.sqlite}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,127 @@
+"""One way to open and use every platform database (engine manifest, ledger, read-model).
+
+SQLite writers must take the write lock when their transaction starts. SQLAlchemy over pysqlite
+otherwise opens deferred transactions, and a read-then-write across 4 processes x 200 increments
+silently lost 600 of 800 updates in a probe here (ARCHITECTURE.md §6). So pysqlite's own
+transaction handling is switched off and the ``begin`` listener below emits ``BEGIN IMMEDIATE`` for
+:func:`write_transaction` and a plain ``BEGIN`` for everything else.
+
+The read-then-write pattern that is safe on both dialects::
+
+    with write_transaction(engine) as conn:
+        row = conn.execute(select(t.c.n).where(t.c.id == 1).with_for_update()).one()
+        conn.execute(update(t).where(t.c.id == 1).values(n=row.n + 1))
+
+On SQLite ``with_for_update()`` renders nothing (``BEGIN IMMEDIATE`` already serialises writers);
+on PostgreSQL (READ COMMITTED) it locks the row until commit. A single
+``UPDATE ... RETURNING`` is equally safe on both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from metric_platform.errors import StorageError
+
+BUSY_TIMEOUT_MS = 30_000
+_WRITE_OPTION = "mp_write"
+
+
+def create_db_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with the platform's SQLite or PostgreSQL settings.
+
+    ``postgresql://`` and ``postgres://`` URLs use psycopg 3; a SQLite file's directory is created.
+    """
+    parsed = _normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _create_sqlite_engine(parsed)
+    return sa.create_engine(parsed, pool_pre_ping=True)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite, a normal one on PostgreSQL.
+
+    Lock rows you read and then write with ``SELECT ... FOR UPDATE`` (see the module docstring).
+    Driver errors become :class:`StorageError`.
+    """
+    with _translated(engine, "write transaction"), engine.connect() as conn:
+        conn.execution_options(**{_WRITE_OPTION: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (a consistent snapshot on SQLite WAL). Driver errors become StorageError."""
+    with _translated(engine, "read transaction"), engine.connect() as conn, conn.begin():
+        yield conn
+
+
+def describe_url(engine: Engine) -> str:
+    """The engine's URL with the password hidden, for error messages."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+@contextmanager
+def _translated(engine: Engine, what: str) -> Iterator[None]:
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        msg = (
+            f"{what} on {describe_url(engine)} failed: {detail}. "
+            "Check that the database is reachable, not locked by a stuck process, and migrated."
+        )
+        raise StorageError(msg) from exc
+
+
+def _normalise_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        msg = f"{url!r} is not a valid SQLAlchemy URL; use e.g. sqlite:///path/to.db or postgresql://host/db"
+        raise StorageError(msg) from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        # SQLAlchemy does not know "postgres://" and would pick psycopg2 for a bare "postgresql://"
+        # on older versions; the platform ships psycopg 3 only (ARCHITECTURE.md §7).
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _create_sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+    # We emit BEGIN ourselves (below); pysqlite's implicit deferred BEGIN would race.
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        # busy_timeout first, so the journal-mode switch waits instead of failing when several
+        # processes open a fresh file at once.
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    write = bool(conn.get_execution_options().get(_WRITE_OPTION, False))
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,1 @@
+"""The memoizing metric engine (seed 003)."""

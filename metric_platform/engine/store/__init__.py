@@ -1,0 +1,10 @@
+"""The engine's store: Parquet entry files plus a manifest in a platform database (seed 003 §3.4, §6)."""
+
+from __future__ import annotations
+
+from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain, EntryKey
+from metric_platform.engine.store.migrations_runner import migrate
+from metric_platform.engine.store.records import Entry, EntryMeta, SweepReport
+
+__all__ = ["Domain", "Entry", "EntryKey", "EntryMeta", "EntryStore", "SweepReport", "migrate"]

@@ -1,0 +1,179 @@
+"""Manifest statements, each run on a connection inside a transaction the caller opened.
+
+Read-then-write statements lock what they read (``FOR UPDATE``; a no-op under SQLite's
+``BEGIN IMMEDIATE``), so concurrent publishers of one key serialise instead of losing a file.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Row
+
+from metric_platform.engine.store.keys import Domain, EntryKey
+from metric_platform.engine.store.records import Entry, EntryMeta
+from metric_platform.engine.store.schema import (
+    KEY_COLUMNS,
+    engine_entries,
+    engine_meta,
+    engine_pending_deletions,
+)
+from metric_platform.errors import StorageError
+
+_UPSERT_ATTEMPTS = 3
+
+
+def key_condition(key: EntryKey) -> sa.ColumnElement[bool]:
+    c = engine_entries.c
+    return sa.and_(
+        c.ac_name == key.ac_name,
+        c.domain == key.domain.value,
+        c.dataset_id == key.dataset_id,
+        c.anchor_signature == key.anchor_signature,
+        c.slice_key == key.slice_key,
+    )
+
+
+def select_row(conn: Connection, key: EntryKey, *, for_update: bool = False) -> Row[Any] | None:
+    query = sa.select(engine_entries).where(key_condition(key))
+    if for_update:
+        query = query.with_for_update()
+    return conn.execute(query).first()
+
+
+def upsert_entry(
+    conn: Connection,
+    key: EntryKey,
+    meta: EntryMeta,
+    *,
+    parquet_path: str,
+    row_count: int,
+    byte_size: int,
+    now: datetime,
+) -> tuple[Row[Any], str | None]:
+    """Point ``key`` at a new file; return the new row and the replaced file's path (or None).
+
+    A replacement keeps the row id, access count and an existing pin, and bumps the version.
+    """
+    content = _content_values(meta, parquet_path=parquet_path, row_count=row_count, byte_size=byte_size)
+    for _ in range(_UPSERT_ATTEMPTS):
+        old = select_row(conn, key, for_update=True)
+        if old is not None:
+            values = {
+                **content,
+                "version": old.version + 1,
+                "materialized_at": now,
+                "last_access_at": now,
+                "pinned": bool(old.pinned or meta.pinned),
+            }
+            conn.execute(sa.update(engine_entries).where(engine_entries.c.id == old.id).values(**values))
+            return _reselect(conn, key), str(old.parquet_path)
+        key_values = {name: value for name, value in zip(KEY_COLUMNS, _key_values(key), strict=True)}
+        insert = _dialect_insert(conn, engine_entries).values(
+            **key_values,
+            **content,
+            version=1,
+            materialized_at=now,
+            last_access_at=now,
+            access_count=0,
+            pinned=meta.pinned,
+        )
+        # On PostgreSQL a concurrent publisher may insert the key between our SELECT and INSERT;
+        # DO NOTHING waits for it to commit, and the next loop locks and replaces its row.
+        inserted = conn.execute(insert.on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))).rowcount
+        if inserted:
+            return _reselect(conn, key), None
+    msg = f"could not publish {key.describe()}: the key kept changing under concurrent publishers; retry"
+    raise StorageError(msg)
+
+
+def retire_file(conn: Connection, ac_name: str, path: str, delete_after: datetime) -> None:
+    """Queue a file for deletion once no LazyFrame planned before can still be reading it."""
+    conn.execute(
+        sa.insert(engine_pending_deletions).values(path=path, ac_name=ac_name, delete_after=delete_after)
+    )
+
+
+def upsert_meta(conn: Connection, ac_name: str, key: str, value: str) -> None:
+    insert = _dialect_insert(conn, engine_meta).values(ac_name=ac_name, key=key, value=value)
+    conn.execute(insert.on_conflict_do_update(index_elements=["ac_name", "key"], set_={"value": value}))
+
+
+def row_to_entry(row: Row[Any], data_dir: Path) -> Entry:
+    key = EntryKey.from_signature(
+        row.ac_name, Domain(row.domain), row.dataset_id, row.anchor_signature, row.slice_key
+    )
+    meta = EntryMeta(
+        operator=row.operator,
+        partition_invariant=None if row.partition_invariant is None else bool(row.partition_invariant),
+        mvt=row.mvt,
+        imputation_value=row.imputation_value,
+        family_fingerprint=row.family_fingerprint,
+        source_schemas=tuple(json.loads(row.source_schemas)),
+        source_filter=row.source_filter,
+        stability_cutoff=row.stability_cutoff,
+        verification_level=row.verification_level,
+        source_fingerprint=row.source_fingerprint,
+        pinned=bool(row.pinned),
+    )
+    return Entry(
+        key=key,
+        entry_id=int(row.id),
+        version=int(row.version),
+        path=data_dir.joinpath(*str(row.parquet_path).split("/")),
+        row_count=int(row.row_count),
+        byte_size=int(row.byte_size),
+        materialized_at=row.materialized_at,
+        last_access_at=row.last_access_at,
+        access_count=int(row.access_count),
+        meta=meta,
+    )
+
+
+def sort_key(key: EntryKey) -> tuple[str, str, str, str, str]:
+    """The order in which a transaction locks several keys (the same everywhere, so no deadlock)."""
+    return _key_values(key)
+
+
+def _key_values(key: EntryKey) -> tuple[str, str, str, str, str]:
+    return (key.ac_name, key.domain.value, key.dataset_id, key.anchor_signature, key.slice_key)
+
+
+def _content_values(meta: EntryMeta, *, parquet_path: str, row_count: int, byte_size: int) -> dict[str, Any]:
+    return {
+        "parquet_path": parquet_path,
+        "operator": meta.operator,
+        "partition_invariant": meta.partition_invariant,
+        "mvt": meta.mvt,
+        "imputation_value": meta.imputation_value,
+        "family_fingerprint": meta.family_fingerprint,
+        "source_schemas": json.dumps(list(meta.source_schemas)),
+        "source_filter": meta.source_filter,
+        "source_fingerprint": meta.source_fingerprint,
+        "row_count": row_count,
+        "byte_size": byte_size,
+        "stability_cutoff": meta.stability_cutoff,
+        "verification_level": meta.verification_level,
+    }
+
+
+def _reselect(conn: Connection, key: EntryKey) -> Row[Any]:
+    row = select_row(conn, key)
+    assert row is not None, "the row written in this transaction must be visible to it"
+    return row
+
+
+def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    # Both dialects' INSERT constructs share the on_conflict_* API; SQLAlchemy Core has no generic one.
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    msg = f"the engine manifest supports SQLite and PostgreSQL, not {name}; change the manifest URL"
+    raise StorageError(msg)

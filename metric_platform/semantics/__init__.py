@@ -1,0 +1,1 @@
+"""Analytical contexts: the AC YAML, parsed by Pydantic models and validated into frozen specs."""

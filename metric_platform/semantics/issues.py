@@ -1,0 +1,41 @@
+"""Collecting validation problems so that one run reports all of them, each with a fix hint."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+
+from metric_platform.errors import ConfigError, ConfigIssue
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class IssueCollector:
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, path: str, message: str, hint: str | None = None) -> None:
+        self.issues.append(ConfigIssue(self.file, path, message, hint))
+
+    def unknown(self, path: str, what: str, name: str, known: Iterable[str], fix: str) -> None:
+        known = sorted(known)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        listing = ", ".join(known) if known else "none declared"
+        self.add(path, f"unknown {what} {name!r}", f"{hint}{fix} (known: {listing})")
+
+    def identifier(self, path: str, name: str, what: str) -> bool:
+        if IDENTIFIER.match(name):
+            return True
+        self.add(
+            path,
+            f"{what} {name!r} is not a safe identifier",
+            "use letters, digits and underscores only, not starting with a digit",
+        )
+        return False
+
+    def raise_if_any(self) -> None:
+        if self.issues:
+            raise ConfigError(self.issues)

@@ -1,0 +1,56 @@
+"""The platform's one settings object (environment prefix ``METRIC_PLATFORM_``).
+
+The embedded default needs no environment at all: everything lives under ``home`` (a
+repository-local ``.metric_platform/`` directory), with SQLite files for every store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    """Installation settings; every field can be set as ``METRIC_PLATFORM_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="METRIC_PLATFORM_", frozen=True, extra="ignore")
+
+    home: Path = Field(default_factory=lambda: Path.cwd() / ".metric_platform")
+    engine_manifest_url: str | None = Field(
+        default=None, description="SQLAlchemy URL of the engine manifest; default: a SQLite file in home."
+    )
+    engine_data_dir: Path | None = Field(default=None, description="Root of the engine's Parquet entries.")
+    max_bytes_per_ac: int = Field(
+        default=GIB, gt=0, description="seed 003 §10.3 metric_engine.max_bytes_per_ac"
+    )
+    max_entry_bytes: int | None = Field(
+        default=None, gt=0, description="seed 003 §15.7; default 10% of max_bytes_per_ac"
+    )
+    # Replaced entry files are kept this long so a LazyFrame planned before a replacement or an
+    # eviction still collects (ARCHITECTURE.md §6).
+    file_grace_seconds: float = Field(default=900.0, ge=0)
+
+    @model_validator(mode="after")
+    def _entry_cap_within_budget(self) -> Settings:
+        if self.max_entry_bytes is not None and self.max_entry_bytes > self.max_bytes_per_ac:
+            msg = "max_entry_bytes cannot exceed max_bytes_per_ac"
+            raise ValueError(msg)
+        return self
+
+    @property
+    def manifest_url(self) -> str:
+        if self.engine_manifest_url:
+            return self.engine_manifest_url
+        return f"sqlite:///{(self.home / 'engine' / 'manifest.sqlite').resolve()}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.engine_data_dir or self.home / "engine" / "data"
+
+    @property
+    def entry_byte_cap(self) -> int:
+        return self.max_entry_bytes if self.max_entry_bytes is not None else self.max_bytes_per_ac // 10

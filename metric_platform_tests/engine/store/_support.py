@@ -1,0 +1,85 @@
+"""Frames, metadata and subprocess workers shared by the store tests (importable under "spawn")."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+from polars.testing import assert_frame_equal
+
+from metric_platform.engine.store import Domain, EntryKey, EntryMeta, EntryStore
+
+CRASH_EXIT_CODE = 17
+
+
+def meta(**changes: object) -> EntryMeta:
+    values: dict[str, object] = {
+        "operator": "SUM",
+        "partition_invariant": True,
+        "mvt": "skip",
+        "imputation_value": None,
+        "family_fingerprint": "fp-1",
+        "source_schemas": ("orders",),
+        "source_filter": None,
+        "stability_cutoff": None,
+        "verification_level": "A",
+        "source_fingerprint": None,
+    }
+    values.update(changes)
+    return EntryMeta(**values)  # type: ignore[arg-type]
+
+
+def key(ac_name: str, dataset_id: str = "revenue", anchor: tuple[str, ...] = ("region",), **kw: str) -> EntryKey:
+    return EntryKey(ac_name, Domain.METRIC, dataset_id, anchor, **kw)
+
+
+def frame_for(key: EntryKey, rows: int = 500) -> pl.DataFrame:
+    """A deterministic frame per key, so any writer's copy must equal any reader's expectation."""
+    seed = sum(map(ord, key.dataset_id + key.anchor_signature + key.slice_key))
+    return pl.DataFrame(
+        {
+            "region": [f"r{(i + seed) % 17}" for i in range(rows)],
+            "day": [date(2026, 1, 1) + timedelta(days=i % 31) for i in range(rows)],
+            "value": [None if i % 11 == 0 else float(i * seed) for i in range(rows)],
+        }
+    )
+
+
+def concurrent_keys(ac_name: str) -> list[EntryKey]:
+    return [key(ac_name, f"family_{i}", ("region", "day")) for i in range(5)]
+
+
+class CrashingStore(EntryStore):
+    """Dies like a killed process right after writing the files, before the manifest commit."""
+
+    def _before_manifest_commit(self, paths: Sequence[Path]) -> None:
+        sys.stdout.flush()
+        os._exit(CRASH_EXIT_CODE)
+
+
+def crash_publish_worker(manifest_url: str, data_dir: str, ac_name: str) -> None:
+    store = CrashingStore(manifest_url, Path(data_dir))
+    k = key(ac_name)
+    store.publish(k, frame_for(k, rows=50), meta(family_fingerprint="crashed"))
+    raise AssertionError("unreachable: the hook exits the process")
+
+
+def publish_and_read_worker(manifest_url: str, data_dir: str, ac_name: str, worker: int, rounds: int) -> None:
+    """Publish the shared keys (batched, in a worker-specific order) and verify every read-back."""
+    keys = concurrent_keys(ac_name)
+    with EntryStore(manifest_url, Path(data_dir), clock=lambda: datetime.now(UTC)) as store:
+        for round_ in range(rounds):
+            rotated = keys[worker % len(keys) :] + keys[: worker % len(keys)]
+            if round_ % 2 == 0:
+                store.publish_many([(k, frame_for(k), meta()) for k in rotated])
+            else:
+                for k in reversed(rotated):
+                    store.publish(k, frame_for(k), meta())
+            for k in keys:
+                entry = store.get(k)
+                assert entry is not None, f"{k} vanished"
+                assert_frame_equal(store.scan(entry).collect(), frame_for(k))

@@ -1,0 +1,80 @@
+"""The store across real processes ("spawn"): a killed publisher, and concurrent publishers of one key."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from polars.testing import assert_frame_equal
+
+from metric_platform.engine.store import EntryStore
+from metric_platform.engine.store.schema import engine_pending_deletions
+from metric_platform_tests.engine.store._support import (
+    CRASH_EXIT_CODE,
+    concurrent_keys,
+    crash_publish_worker,
+    frame_for,
+    key,
+    meta,
+    publish_and_read_worker,
+)
+from metric_platform_tests.engine.store.conftest import FakeClock
+from metric_platform_tests.engine.store.test_entry_store import PAST_ORPHAN_AGE
+
+WORKERS = 4
+ROUNDS = 2
+
+
+def _run(target: Callable[..., None], arg_sets: list[tuple[Any, ...]]) -> list[int | None]:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args) for args in arg_sets]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    return [proc.exitcode for proc in procs]
+
+
+def test_publisher_killed_before_manifest_commit_leaves_only_a_sweepable_orphan(
+    manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore], clock: FakeClock
+) -> None:
+    assert _run(crash_publish_worker, [(manifest_url, str(data_dir), ac_name)]) == [CRASH_EXIT_CODE]
+
+    store = make_store()
+    k = key(ac_name)
+    assert store.get(k) is None and store.list_entries(ac_name) == []
+    orphans = list((data_dir / ac_name).rglob("*.parquet"))
+    assert len(orphans) == 1, "the file was written and renamed before the crash"
+
+    entry = store.publish(k, frame_for(k), meta())
+    assert entry.version == 1 and entry.meta.family_fingerprint == "fp-1"
+    clock.advance(PAST_ORPHAN_AGE)
+    assert store.sweep(ac_name=ac_name).orphans_deleted == 1
+    assert not orphans[0].exists()
+    assert_frame_equal(store.scan(entry).collect(), frame_for(k))
+
+
+def test_concurrent_publishers_of_the_same_keys_end_with_one_readable_row_per_key(
+    manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore]
+) -> None:
+    # The workers open the store first, so on SQLite they also race to create the schema.
+    args = [(manifest_url, str(data_dir), ac_name, worker, ROUNDS) for worker in range(WORKERS)]
+    assert _run(publish_and_read_worker, args) == [0] * WORKERS
+
+    store = make_store()
+    keys = concurrent_keys(ac_name)
+    entries = store.list_entries(ac_name)
+    assert sorted(e.key.dataset_id for e in entries) == sorted(k.dataset_id for k in keys)
+    for entry in entries:
+        assert entry.version == WORKERS * ROUNDS, "every publish replaced the previous one, none was lost"
+        assert_frame_equal(store.scan(entry).collect(), frame_for(entry.key))
+
+    query = sa.select(sa.func.count()).where(engine_pending_deletions.c.ac_name == ac_name)
+    with store._engine.connect() as conn:
+        retired = conn.execute(query).scalar_one()
+    assert retired == len(keys) * (WORKERS * ROUNDS - 1)
+    on_disk = {p for p in (data_dir / ac_name).rglob("*") if p.is_file()}
+    assert {e.path for e in entries} <= on_disk and len(on_disk) == len(keys) * WORKERS * ROUNDS
