@@ -7,7 +7,8 @@ driver traceback never reaches a user as the only message.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 
@@ -66,3 +67,9 @@ class UnsupportedOperationError(UserError):
 
 class StorageError(InternalError):
     """The engine store or a platform database failed (I/O, driver or consistency error)."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

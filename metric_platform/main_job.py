@@ -22,8 +22,6 @@ from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext, SourceKind
 from metric_platform.settings import Settings
 
-COMMITTED_SAMPLE = Path("data") / "sample"
-
 
 @dataclass(frozen=True)
 class MainJobReport:
@@ -49,9 +47,12 @@ def run_main_job(
     acs_dir: Path = Path("data") / "acs",
     settings: Settings | None = None,
     sample: SampleSpec | None = None,
+    committed_sample: Path | None = None,
     out: Callable[[str], None] = print,
 ) -> MainJobReport:
+    """``committed_sample`` defaults to the ``sample`` directory beside ``acs_dir`` (``data/sample``)."""
     settings = settings or Settings()
+    committed = committed_sample if committed_sample is not None else acs_dir.parent / "sample"
     started = time.perf_counter()
     sample_dir = settings.home / "sample"
     written, meta = ensure_sample(sample_dir, sample or SampleSpec())
@@ -65,7 +66,7 @@ def run_main_job(
     names: list[str] = []
     schemas = columns = families = 0
     for path in ac_files:
-        ac = _load(path, sample_dir, COMMITTED_SAMPLE)
+        ac = _load(path, sample_dir, committed)
         names.append(ac.name)
         out(
             f"\nAC {ac.name!r} valid ({path}): {len(ac.schemas)} schemas, {len(ac.dimensions)} dimensions, "

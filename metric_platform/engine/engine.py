@@ -65,3 +65,9 @@ class MetricEngine:
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> MetricEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

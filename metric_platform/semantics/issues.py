@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 
-from metric_platform.errors import ConfigError, ConfigIssue
+from metric_platform.errors import ConfigError, ConfigIssue, did_you_mean
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -21,8 +20,8 @@ class IssueCollector:
 
     def unknown(self, path: str, what: str, name: str, known: Iterable[str], fix: str) -> None:
         known = sorted(known)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        suggestion = did_you_mean(name, known)
+        hint = f"{suggestion.removeprefix('; ')} " if suggestion else ""
         listing = ", ".join(known) if known else "none declared"
         self.add(path, f"unknown {what} {name!r}", f"{hint}{fix} (known: {listing})")
 

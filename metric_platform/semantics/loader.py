@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,10 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) 
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, Hashable):
+            mark = key_node.start_mark
+            msg = f"a mapping key must be a plain value, not {type(key).__name__} (line {mark.line + 1})"
+            raise yaml.constructor.ConstructorError(None, None, msg, mark)
         if key in seen:
             mark = key_node.start_mark
             msg = (
@@ -85,12 +90,26 @@ def parse_ac_yaml(text: str, *, file: Path) -> ACModel:
         raise ConfigError(issues) from None
 
 
-def _hint(error_type: str) -> str | None:
-    return {
-        "missing": "add the key",
-        "unknown_key": "remove or rename the key",
-        "date_from_datetime_parsing": "write dates as YYYY-MM-DD",
-    }.get(error_type)
+_HINTS = {
+    "missing": "add the key",
+    "unknown_key": "remove or rename the key",
+    "dict_type": "write a mapping (key: value lines), not a list or a scalar",
+    "list_type": "write a list ([a, b] or lines starting with '- ')",
+    "tuple_type": "write a pair [finer, coarser]",
+    "string_type": "write a text value",
+    "int_type": "write a whole number",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "greater_than_equal": "use a larger number",
+}
+
+
+def _hint(error_type: str) -> str:
+    if error_type.startswith(("date_", "datetime_")):
+        return "write dates as YYYY-MM-DD and timestamps as YYYY-MM-DD HH:MM:SS"
+    return _HINTS.get(error_type, "see data/acs/retail.yaml and the README for the expected shape")
 
 
 def load_ac(
@@ -105,6 +124,11 @@ def load_ac(
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        issue = ConfigIssue(
+            str(file), f"byte {exc.start}", "the file is not UTF-8 text", "save the file as UTF-8"
+        )
+        raise ConfigError([issue]) from None
     except OSError as exc:
         raise ConfigError(
             [ConfigIssue(str(file), "", f"cannot read the file: {exc.strerror}", "check the path")]

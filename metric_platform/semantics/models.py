@@ -63,7 +63,9 @@ class MetricFamilyModel(StrictModel):
     description: str | None = None
     family_root: ColumnRefModel
     ip_reducers: list[IpReducerModel]
-    missing_values: str | ImputeModel = "skip"
+    # skip | propagate | {impute: value}; parsed in validate_families, because a union here
+    # reports each member's failure under a path like `missing_values.ImputeModel`.
+    missing_values: Any = "skip"
     base_grain: list[str] | None = None
     cache_hint: CacheHintModel | None = None
 

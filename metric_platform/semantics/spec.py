@@ -14,7 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from metric_platform.errors import UnknownNameError
+from metric_platform.errors import UnknownNameError, did_you_mean
 from metric_platform.semantics.fd_dag import FDDag
 from metric_platform.semantics.operators import Operator
 from metric_platform.semantics.types import (
@@ -65,7 +65,8 @@ class SchemaSpec:
         try:
             return self.columns[column]
         except KeyError:
-            msg = f"schema {self.name!r} has no column {column!r}; columns: {', '.join(self.columns)}"
+            hint = did_you_mean(column, self.columns)
+            msg = f"schema {self.name!r} has no column {column!r}{hint} (columns: {', '.join(self.columns)})"
             raise UnknownNameError(msg) from None
 
 
@@ -272,10 +273,6 @@ def _lookup(items: Mapping[str, _T], name: str, what: str, ac: str) -> _T:
     try:
         return items[name]
     except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(items), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
         known = ", ".join(sorted(items)) or "none"
-        msg = f"unknown {what} {name!r} in AC {ac!r}{hint} (known: {known})"
+        msg = f"unknown {what} {name!r} in AC {ac!r}{did_you_mean(name, items)} (known: {known})"
         raise UnknownNameError(msg) from None

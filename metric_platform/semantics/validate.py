@@ -7,20 +7,19 @@ them before raising one ``ConfigError``. Families are checked in ``validate_fami
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import uuid
 from pathlib import Path
-from typing import Any
 
 from metric_platform.semantics.fd_dag import FDDag, FDEdge
-from metric_platform.semantics.issues import IssueCollector
+from metric_platform.semantics.frozen import FrozenMap
+from metric_platform.semantics.issues import IDENTIFIER, IssueCollector
+from metric_platform.semantics.literals import coerce_literal
 from metric_platform.semantics.models import ACModel, FilterModel, SourceModel
 from metric_platform.semantics.spec import (
     AnalyticalContext,
     DimensionSpec,
     FilterCondition,
     FilterOp,
-    FilterValue,
     JoinSpec,
     PartitionsSpec,
     ProvisionalPolicy,
@@ -65,8 +64,8 @@ def build_ac(model: ACModel, *, file: Path, source_root: Path | None = None) -> 
         project_id=project_id,
         partitions=partitions,
         source=source,
-        schemas=schemas,
-        dimensions=dimensions,
+        schemas=FrozenMap(schemas),
+        dimensions=FrozenMap(dimensions),
         joins=joins,
         fd_dag=fd_dag,
         filter=conditions,
@@ -76,7 +75,8 @@ def build_ac(model: ACModel, *, file: Path, source_root: Path | None = None) -> 
     )
     families = build_families(model.metric_families, ac, issues)
     issues.raise_if_any()
-    return dataclasses.replace(ac, families=families)
+    # Read-only views: a frozen spec whose mappings could still be edited would not be frozen.
+    return dataclasses.replace(ac, families=FrozenMap(families))
 
 
 def _partitions(model: ACModel, issues: IssueCollector) -> PartitionsSpec:
@@ -103,6 +103,14 @@ def _source(src: SourceModel, issues: IssueCollector, *, base: Path) -> SourceSp
             issues.add(
                 "source.url_env", "a postgres source needs url_env", "name the variable holding the URL"
             )
+        elif not IDENTIFIER.match(src.url_env):
+            looks_like = "a URL" if "://" in src.url_env or "@" in src.url_env else "not a variable name"
+            issues.add(
+                "source.url_env",
+                f"url_env is {looks_like}; it names the environment variable that holds the URL",
+                "put the URL in an environment variable (RETAIL_PG_URL=postgresql://...) "
+                "and write url_env: RETAIL_PG_URL",
+            )
         return SourceSpec(kind, url_env=src.url_env)
     if not src.path:
         what = "directory of Parquet files" if kind is SourceKind.PARQUET else "SQLite file"
@@ -123,6 +131,10 @@ def _schemas(model: ACModel, issues: IssueCollector) -> dict[str, SchemaSpec]:
         if s.name in schemas:
             issues.add(f"{path}.name", f"duplicate schema name {s.name!r}", "give every schema its own name")
             continue
+        # Table names become file names under the source directory (Parquet): no path tricks.
+        issues.identifier(f"{path}.table", s.table, "table name")
+        if s.db_schema is not None:
+            issues.identifier(f"{path}.db_schema", s.db_schema, "db_schema")
         columns: dict[str, ColumnType] = {}
         for col, typ in s.columns.items():
             issues.identifier(f"{path}.columns.{col}", col, "column name")
@@ -149,7 +161,9 @@ def _schemas(model: ACModel, issues: IssueCollector) -> dict[str, SchemaSpec]:
                 issues.unknown(
                     f"name_map.{s.name}.{logical}", "column", logical, s.columns, "map a declared column"
                 )
-        schemas[s.name] = SchemaSpec(s.name, s.table, columns, level, s.db_schema, dict(raw_map))
+        schemas[s.name] = SchemaSpec(
+            s.name, s.table, FrozenMap(columns), level, s.db_schema, FrozenMap(dict(raw_map))
+        )
     for name in model.name_map:
         if name not in schemas:
             issues.unknown(f"name_map.{name}", "schema", name, schemas, "key name_map by schema name")
@@ -236,7 +250,7 @@ def _dimensions(
                 "bind a day dimension to the date column and derive this one from it",
             )
         block = _TIME_BLOCK if grain is not None else (d.block or d.name)
-        dims[d.name] = DimensionSpec(d.name, dict(d.columns), grain, d.derived_from, block)
+        dims[d.name] = DimensionSpec(d.name, FrozenMap(dict(d.columns)), grain, d.derived_from, block)
     day_dims = [d.name for d in dims.values() if d.time_grain is TimeGrain.DAY and d.derived_from is None]
     if len(day_dims) > 1:
         issues.add(
@@ -373,30 +387,6 @@ def _filter(
         return FilterCondition(f.schema_, f.column, op, tuple(v for v in values if v is not None))
     value = coerce_literal(f.value, col_type, f"{path}.value", issues)
     return None if value is None else FilterCondition(f.schema_, f.column, op, value)
-
-
-def coerce_literal(value: Any, col_type: ColumnType, path: str, issues: IssueCollector) -> FilterValue | None:
-    """Check a YAML literal against a column type; returns None (with an issue) when it does not fit."""
-    ok: bool
-    match col_type:
-        case ColumnType.INTEGER:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        case ColumnType.FLOAT:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        case ColumnType.STRING:
-            ok = isinstance(value, str)
-        case ColumnType.BOOLEAN:
-            ok = isinstance(value, bool)
-        case ColumnType.DATE:
-            ok = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
-        case ColumnType.TIMESTAMP:
-            ok = isinstance(value, dt.datetime)
-    if not ok:
-        issues.add(path, f"value {value!r} does not fit a {col_type} column", f"write a {col_type} literal")
-        return None
-    result: FilterValue = value
-    return result
 
 
 def _stability(

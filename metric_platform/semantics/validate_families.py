@@ -11,25 +11,30 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from metric_platform.semantics.fingerprint import family_fingerprint
 from metric_platform.semantics.issues import IssueCollector
-from metric_platform.semantics.models import MetricFamilyModel
+from metric_platform.semantics.literals import coerce_literal
+from metric_platform.semantics.models import ImputeModel, MetricFamilyModel
 from metric_platform.semantics.operators import Operator
 from metric_platform.semantics.spec import AnalyticalContext, Grain, IpReducer, MetricFamily
-from metric_platform.semantics.types import MissingValueKind, MissingValueTreatment
+from metric_platform.semantics.types import ColumnType, MissingValueKind, MissingValueTreatment
 
 
 def build_families(
     models: Sequence[MetricFamilyModel], ac: AnalyticalContext, issues: IssueCollector
 ) -> dict[str, MetricFamily]:
     families: dict[str, MetricFamily] = {}
+    seen: set[str] = set()  # every name, valid or not, so a duplicate of an invalid family shows too
     for i, model in enumerate(models):
         path = f"metric_families[{i}]"
-        if model.name in families:
+        if model.name in seen:
             issues.add(
                 f"{path}.name", f"duplicate metric family {model.name!r}", "give every family its own name"
             )
             continue
+        seen.add(model.name)
         family = _family(model, path, ac, issues)
         if family is not None:
             families[family.name] = family
@@ -128,23 +133,25 @@ def _reducer(
 
 
 def _mvt(
-    model: MetricFamilyModel, path: str, col_type: object, issues: IssueCollector
+    model: MetricFamilyModel, path: str, col_type: ColumnType, issues: IssueCollector
 ) -> MissingValueTreatment | None:
-    from metric_platform.semantics.types import ColumnType
-    from metric_platform.semantics.validate import coerce_literal
-
-    raw = model.missing_values
+    raw, where = model.missing_values, f"{path}.missing_values"
+    fix = "use skip, propagate or {impute: <value>}"
     if isinstance(raw, str):
         if raw not in (MissingValueKind.SKIP, MissingValueKind.PROPAGATE):
-            issues.add(
-                f"{path}.missing_values",
-                f"unknown treatment {raw!r}",
-                "use skip, propagate or {impute: <value>}",
-            )
+            issues.add(where, f"unknown treatment {raw!r}", fix)
             return None
         return MissingValueTreatment(MissingValueKind(raw))
-    assert isinstance(col_type, ColumnType)
-    value = coerce_literal(raw.impute, col_type, f"{path}.missing_values.impute", issues)
+    if not isinstance(raw, dict):
+        issues.add(where, f"{raw!r} is not a missing-value treatment", fix)
+        return None
+    try:
+        impute = ImputeModel.model_validate(raw)
+    except ValidationError as exc:
+        for err in exc.errors():
+            issues.add(where, err["msg"], f"remove or rename the key; {fix}")
+        return None
+    value = coerce_literal(impute.impute, col_type, f"{where}.impute", issues)
     return None if value is None else MissingValueTreatment(MissingValueKind.IMPUTE, value)
 
 

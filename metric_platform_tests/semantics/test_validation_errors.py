@@ -52,62 +52,150 @@ MF0 = "metric_families[0]"
 CASES = [
     Case("fd_cycle", "fd_edges", "cycle: store -> region -> store", "remove one edge"),
     # unknown schemas, wherever a schema is named
-    Case("unknown_schema_family_root", f"{MF0}.family_root.schema", "unknown schema 'sale'", "did you mean 'sales'"),
-    Case("unknown_schema_dimension", "dimensions[0].columns.visit", "unknown schema 'visit'", "did you mean 'visits'"),
+    Case(
+        "unknown_schema_family_root",
+        f"{MF0}.family_root.schema",
+        "unknown schema 'sale'",
+        "did you mean 'sales'",
+    ),
+    Case(
+        "unknown_schema_dimension",
+        "dimensions[0].columns.visit",
+        "unknown schema 'visit'",
+        "did you mean 'visits'",
+    ),
     Case("unknown_schema_join", "joins[0].to", "unknown schema 'store'", "did you mean 'stores'"),
     Case("unknown_schema_filter", "filter[0].schema", "unknown schema 'sale'", "did you mean 'sales'"),
     # unknown columns
-    Case("unknown_column_family_root", f"{MF0}.family_root.column", "unknown column 'amout'", "did you mean 'amount'"),
-    Case("unknown_column_dimension", "dimensions[1].columns.stores", "unknown column 'regoin'", "did you mean 'region'"),
+    Case(
+        "unknown_column_family_root",
+        f"{MF0}.family_root.column",
+        "unknown column 'amout'",
+        "did you mean 'amount'",
+    ),
+    Case(
+        "unknown_column_dimension",
+        "dimensions[1].columns.stores",
+        "unknown column 'regoin'",
+        "did you mean 'region'",
+    ),
     Case("unknown_column_filter", "filter[0].column", "unknown column 'store'", "did you mean 'store_id'"),
     # unknown dimensions, wherever a dimension is named
-    Case("unknown_dimension_base_grain", "metric_families[1].base_grain[0]", "unknown dimension 'shop'", "known: day"),
-    Case("unknown_dimension_cache_hint", f"{MF0}.cache_hint.materialize_at[1][1]", "unknown dimension 'mnth'",
-         "did you mean 'month'"),
+    Case(
+        "unknown_dimension_base_grain",
+        "metric_families[1].base_grain[0]",
+        "unknown dimension 'shop'",
+        "known: day",
+    ),
+    Case(
+        "unknown_dimension_cache_hint",
+        f"{MF0}.cache_hint.materialize_at[1][1]",
+        "unknown dimension 'mnth'",
+        "did you mean 'month'",
+    ),
     Case("unknown_dimension_fd_edge", "fd_edges[0]", "unknown dimension 'regio'", "did you mean 'region'"),
     Case("unknown_dimension_join_on", "joins[0].on", "unknown dimension 'shop'", "known: day"),
-    Case("dimension_not_reachable_from_root", "metric_families[3].base_grain[0]",
-         "'region' cannot be reached from schema 'visits'", "declare a join"),
+    Case(
+        "dimension_not_reachable_from_root",
+        "metric_families[3].base_grain[0]",
+        "'region' cannot be reached from schema 'visits'",
+        "declare a join",
+    ),
     # grains and the FD-DAG
-    Case("cache_hint_unreachable", f"{MF0}.cache_hint.materialize_at[1]",
-         "[region, month] is not reachable in the FD-DAG", "[day, month]"),
-    Case("base_grain_without_day", "metric_families[1].base_grain", "lacks the day dimension 'day'", "add 'day'"),
+    Case(
+        "cache_hint_unreachable",
+        f"{MF0}.cache_hint.materialize_at[1]",
+        "[region, month] is not reachable in the FD-DAG",
+        "[day, month]",
+    ),
+    Case(
+        "base_grain_without_day",
+        "metric_families[1].base_grain",
+        "lacks the day dimension 'day'",
+        "add 'day'",
+    ),
     Case("fd_week_to_month", "fd_edges[3]", "a week can straddle two months", "remove the edge"),
     Case("fd_time_to_non_time", "fd_edges[3]", "mixes a time and a non-time dimension"),
-    Case("avg_hint_coarser_than_base", f"{MF0}.cache_hint.materialize_at[1]", "AVG is not partition-invariant",
-         "base_grain"),
+    Case(
+        "avg_hint_coarser_than_base",
+        f"{MF0}.cache_hint.materialize_at[1]",
+        "AVG is not partition-invariant",
+        "base_grain",
+    ),
     # reducers
-    Case("reducer_sum_on_string", "metric_families[2].ip_reducers[0].operator",
-         "SUM cannot reduce sales.customer_id, a string column", "float, integer"),
-    Case("reducer_bool_or_on_float", f"{MF0}.ip_reducers[0].operator",
-         "BOOL_OR cannot reduce sales.amount, a float column", "boolean"),
+    Case(
+        "reducer_sum_on_string",
+        "metric_families[2].ip_reducers[0].operator",
+        "SUM cannot reduce sales.customer_id, a string column",
+        "float, integer",
+    ),
+    Case(
+        "reducer_bool_or_on_float",
+        f"{MF0}.ip_reducers[0].operator",
+        "BOOL_OR cannot reduce sales.amount, a float column",
+        "boolean",
+    ),
     Case("two_ip_reducers", f"{MF0}.ip_reducers", "2 ip_reducers declared", "one family per reducer"),
     Case("unknown_operator", f"{MF0}.ip_reducers[0].operator", "unknown operator 'SUMM'", "SUM"),
-    Case("unknown_a_block", f"{MF0}.ip_reducers[0].a_block[0]", "unknown A-block 'tme'", "did you mean 'time'"),
+    Case(
+        "unknown_a_block", f"{MF0}.ip_reducers[0].a_block[0]", "unknown A-block 'tme'", "did you mean 'time'"
+    ),
     # duplicate names and unsafe identifiers
     Case("duplicate_schema", "schemas[3].name", "duplicate schema name 'stores'"),
     Case("duplicate_dimension", "dimensions[5].name", "duplicate dimension name 'week'"),
     Case("duplicate_family", "metric_families[3].name", "duplicate metric family 'revenue'"),
     Case("unsafe_family_name", f"{MF0}.name", "'revenue-usd' is not a safe identifier", "underscores"),
-    Case("unsafe_column_name", "schemas[2].columns.1st", "'1st' is not a safe identifier", "not starting with a digit"),
-    Case("unsafe_dimension_name", "dimensions[5].name", "'1st' is not a safe identifier", "not starting with a digit"),
+    Case(
+        "unsafe_column_name",
+        "schemas[2].columns.1st",
+        "'1st' is not a safe identifier",
+        "not starting with a digit",
+    ),
+    Case(
+        "unsafe_dimension_name",
+        "dimensions[5].name",
+        "'1st' is not a safe identifier",
+        "not starting with a digit",
+    ),
     # unknown keys (Pydantic shape check) with a did-you-mean
     Case("unknown_key_cache_hints", MF0, "unknown key 'cache_hints' (did you mean 'cache_hint'?)", "rename"),
-    Case("unknown_key_materialise_at", f"{MF0}.cache_hint",
-         "unknown key 'materialise_at' (did you mean 'materialize_at'?)", "rename"),
+    Case(
+        "unknown_key_materialise_at",
+        f"{MF0}.cache_hint",
+        "unknown key 'materialise_at' (did you mean 'materialize_at'?)",
+        "rename",
+    ),
     # missing values
-    Case("unknown_missing_values", "metric_families[2].missing_values", "unknown treatment 'ignore'", "propagate"),
-    Case("impute_string_on_float", f"{MF0}.missing_values.impute", "'zero' does not fit a float column", "float"),
+    Case(
+        "unknown_missing_values",
+        "metric_families[2].missing_values",
+        "unknown treatment 'ignore'",
+        "propagate",
+    ),
+    Case(
+        "impute_string_on_float",
+        f"{MF0}.missing_values.impute",
+        "'zero' does not fit a float column",
+        "float",
+    ),
     Case("impute_bool_on_float", f"{MF0}.missing_values.impute", "True does not fit a float column", "float"),
     # source and identity
     Case("postgres_inline_url", "source.url", "connection URL is written inline", "url_env"),
     Case("postgres_missing_url_env", "source.url_env", "a postgres source needs url_env"),
     Case("project_id_not_uuid", "project_id", "'shop-42' is not a UUID", "8-4-4-4-12"),
     # YAML syntax
-    Case("malformed_indentation", f"line {line_of('malformed_indentation', '      table: stores')}",
-         "invalid YAML", "YAML syntax"),
-    Case("duplicate_yaml_key", f"line {line_of('duplicate_yaml_key', '    table: shops')}",
-         "duplicate key 'table'", "YAML syntax"),
+    Case(
+        "malformed_indentation",
+        f"line {line_of('malformed_indentation', '      table: stores')}",
+        "invalid YAML",
+        "YAML syntax",
+    ),
+    Case(
+        "duplicate_yaml_key",
+        f"line {line_of('duplicate_yaml_key', '    table: shops')}",
+        "duplicate key 'table'",
+        "YAML syntax",
+    ),
     Case("empty", "", "got an empty file", "retail.yaml"),
 ]
 
@@ -171,11 +259,13 @@ def test_each_fixture_differs_from_the_valid_one_by_a_few_lines() -> None:
             continue
         lines = file.read_text(encoding="utf-8").splitlines()[1:]
         changed = [d for d in difflib.ndiff(valid, lines) if d[:1] in "+-"]
-        assert 0 < len(changed) <= 6, f"{file.name} should show one mistake, differs by:\n" + "\n".join(changed)
+        assert 0 < len(changed) <= 6, f"{file.name} should show one mistake, differs by:\n" + "\n".join(
+            changed
+        )
 
 
 def test_every_fixture_is_used_by_a_case() -> None:
-    used = {c.fixture for c in CASES} | {c.fixture for c in BUG_CASES}
+    used = {c.fixture for c in CASES} | {c.fixture for c in FORMERLY_MISSED}
     on_disk = {f.stem.removeprefix("invalid_") for f in FIXTURES.glob("invalid_*.yaml")}
     assert on_disk == used
 
@@ -185,7 +275,10 @@ def test_every_fixture_is_used_by_a_case() -> None:
 
 def test_on_keys_in_joins_stay_strings() -> None:
     model = parse_ac_yaml(VALID.read_text(encoding="utf-8"), file=VALID)
-    assert [(j.from_, j.to, j.on) for j in model.joins] == [("sales", "stores", "store"), ("visits", "stores", "store")]
+    assert [(j.from_, j.to, j.on) for j in model.joins] == [
+        ("sales", "stores", "store"),
+        ("visits", "stores", "store"),
+    ]
     assert load_ac(VALID).joins[0].on == "store"
 
 
@@ -193,41 +286,30 @@ def test_the_loader_does_not_change_pyyaml_for_everyone_else() -> None:
     assert yaml.safe_load("on: yes") == {True: True}
 
 
-# -- bugs found while writing these tests: strict xfail until fixed ---------------------------------
+# -- mistakes the first validator missed (found by these tests, now fixed) ---------------------------
 
 
-BUG_CASES = [
+FORMERLY_MISSED = [
     Case("url_env_holds_url", "source.url_env", "URL", "environment variable"),
     Case("table_escapes_source_dir", "schemas[1].table", "not a safe identifier"),
     Case("hold_off_days_not_int", "stability.hold_off_days", "integer"),
     Case("columns_as_list", "schemas[1].columns", "dictionary"),
     Case("impute_extra_key", f"{MF0}.missing_values", "unknown key 'when'", "rename"),
-    Case("unhashable_yaml_key", f"line {line_of('unhashable_yaml_key', '? [store, region]')}", "invalid YAML", "YAML syntax"),
+    Case(
+        "unhashable_yaml_key",
+        f"line {line_of('unhashable_yaml_key', '? [store, region]')}",
+        "invalid YAML",
+        "YAML syntax",
+    ),
     Case("duplicate_family_first_invalid", "metric_families[3].name", "duplicate metric family 'revenue'"),
 ]
-BUG_REASONS = {
-    "url_env_holds_url": "validate._source accepts any url_env, even a postgresql:// URL with a password",
-    "table_escapes_source_dir": "validate._schemas never checks `table`; '../stores' reads outside the source dir",
-    "hold_off_days_not_int": "loader._hint returns None for Pydantic error types other than missing/unknown_key",
-    "columns_as_list": "loader._hint returns None for Pydantic error types other than missing/unknown_key",
-    "impute_extra_key": "union members leak into the path (missing_values.str / .ImputeModel) with a bogus "
-    "'Input should be a valid string' issue",
-    "unhashable_yaml_key": "loader._mapping does `key in seen` on a list key: TypeError instead of ConfigError",
-    "duplicate_family_first_invalid": "build_families only compares names with families that validated",
-}
 
 
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=BUG_REASONS[c.fixture]), id=c.fixture)
-     for c in BUG_CASES],
-)
-def test_known_bugs(case: Case) -> None:
+@pytest.mark.parametrize("case", FORMERLY_MISSED, ids=lambda case: case.fixture)
+def test_formerly_missed_mistakes_are_reported(case: Case) -> None:
     check(case)
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="load_ac catches OSError only; a non-UTF-8 file raises UnicodeDecodeError raw")
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
     file = tmp_path / "latin1.yaml"
     file.write_bytes(VALID.read_bytes().replace(b"tenant_id: acme", b"tenant_id: acm\xe9"))

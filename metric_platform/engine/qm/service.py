@@ -29,7 +29,7 @@ from metric_platform.engine.qm.projections import (
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry, EntryMeta
-from metric_platform.errors import InvalidRequestError, UnknownNameError
+from metric_platform.errors import InvalidRequestError, UnknownNameError, did_you_mean
 from metric_platform.semantics.fingerprint import schema_fingerprint
 from metric_platform.semantics.spec import AnalyticalContext
 
@@ -44,8 +44,9 @@ class QMKind(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            kinds = ", ".join(k.value for k in cls)
-            msg = f"unknown QM kind {value!r}; the QM domain serves: {kinds}"
+            kinds = [k.value for k in cls]
+            hint = did_you_mean(value, kinds)
+            msg = f"unknown QM kind {value!r}{hint} (the QM domain serves: {', '.join(kinds)})"
             raise UnknownNameError(msg) from None
 
 

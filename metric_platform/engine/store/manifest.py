@@ -85,8 +85,12 @@ def upsert_entry(
         )
         # On PostgreSQL a concurrent publisher may insert the key between our SELECT and INSERT;
         # DO NOTHING waits for it to commit, and the next loop locks and replaces its row.
-        inserted = conn.execute(insert.on_conflict_do_nothing(index_elements=list(KEY_COLUMNS))).rowcount
-        if inserted:
+        # RETURNING, not rowcount: on psycopg a skipped insert reports rowcount -1 (truthy), and a
+        # concurrent publish was silently lost that way in the multi-process test.
+        statement = insert.on_conflict_do_nothing(index_elements=list(KEY_COLUMNS)).returning(
+            engine_entries.c.id
+        )
+        if conn.execute(statement).first() is not None:
             return _reselect(conn, key), None
     msg = f"could not publish {key.describe()}: the key kept changing under concurrent publishers; retry"
     raise StorageError(msg)

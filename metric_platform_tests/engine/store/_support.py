@@ -33,7 +33,9 @@ def meta(**changes: object) -> EntryMeta:
     return EntryMeta(**values)  # type: ignore[arg-type]
 
 
-def key(ac_name: str, dataset_id: str = "revenue", anchor: tuple[str, ...] = ("region",), **kw: str) -> EntryKey:
+def key(
+    ac_name: str, dataset_id: str = "revenue", anchor: tuple[str, ...] = ("region",), **kw: str
+) -> EntryKey:
     return EntryKey(ac_name, Domain.METRIC, dataset_id, anchor, **kw)
 
 

@@ -274,7 +274,7 @@ def test_scan_of_corrupt_or_missing_file_is_a_storage_error_naming_the_entry(
     with pytest.raises(StorageError, match=rf"{ac_name}/METRIC/revenue\[region\] v1 is unreadable"):
         store.scan(entry)
     entry.path.unlink()
-    with pytest.raises(StorageError, match="is missing.*delete"):
+    with pytest.raises(StorageError, match=r"is missing.*delete"):
         store.scan(entry)
 
 
@@ -286,9 +286,11 @@ def test_invalid_publish_arguments_are_refused(store: EntryStore, ac_name: str) 
 
 
 def test_naive_clock_is_refused(manifest_url: str, data_dir: Path, ac_name: str) -> None:
-    with EntryStore(manifest_url, data_dir, clock=lambda: datetime(2026, 1, 1)) as store:
-        with pytest.raises(InvalidRequestError, match="timezone-aware"):
-            store.publish(key(ac_name), frame_for(key(ac_name)), meta())
+    with (
+        EntryStore(manifest_url, data_dir, clock=lambda: datetime(2026, 1, 1)) as store,
+        pytest.raises(InvalidRequestError, match="timezone-aware"),
+    ):
+        store.publish(key(ac_name), frame_for(key(ac_name)), meta())
 
 
 def test_from_settings_uses_the_home_directory(tmp_path: Path, ac_name: str) -> None:

@@ -1,0 +1,156 @@
+"""Shared fixtures for the Metric Engine integration tests: a small sample, the retail AC, a tmp home.
+
+Helpers here are also imported by the CLI and main-job tests and by the "spawn" workers, so they
+are plain module-level functions and classes besides the fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from metric_platform.backends.factory import backend_for
+from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend
+from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.qm.profiling import profile_columns
+from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain
+from metric_platform.engine.store.records import Entry
+from metric_platform.sample_data import SampleSpec, generate, write_parquet
+from metric_platform.semantics.loader import load_ac
+from metric_platform.semantics.spec import AnalyticalContext
+from metric_platform.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RETAIL_YAML = REPO_ROOT / "data" / "acs" / "retail.yaml"
+SAMPLE_SPEC = SampleSpec(rows=3000, days=30, end_date=date(2026, 11, 20))
+# The retail AC declares 12 + 4 + 3 columns over 3 schemas, and 8 metric families.
+QM_KEYS = 19
+METRIC_FAMILIES = 8
+
+
+def make_settings(home: Path, manifest_url: str | None = None) -> Settings:
+    # Explicit None, so a METRIC_PLATFORM_ENGINE_* variable in the environment cannot redirect a test.
+    return Settings(home=home, engine_manifest_url=manifest_url, engine_data_dir=None)
+
+
+def write_ac_variant(directory: Path, replacements: Mapping[str, str], *, name: str = "retail.yaml") -> Path:
+    """A copy of the retail AC with each ``old`` text replaced by ``new`` (each must occur once)."""
+    text = RETAIL_YAML.read_text(encoding="utf-8")
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{old!r} must occur exactly once in {RETAIL_YAML}"
+        text = text.replace(old, new)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sweeping_store(settings: Settings) -> EntryStore:
+    """A store on the settings' manifest whose clock is an hour ahead, so every orphan is old enough."""
+    ahead = datetime.now(UTC) + timedelta(hours=1)
+    return EntryStore(
+        settings.manifest_url,
+        settings.data_dir,
+        grace_seconds=settings.file_grace_seconds,
+        clock=lambda: ahead,
+    )
+
+
+def direct_qm(backend: DataAPIBackend, schema: str, column: str) -> pl.DataFrame:
+    """The column_profile frame computed without the engine."""
+    return profile_columns(backend.extract_to_lazyframe(schema), schema, [column])
+
+
+def direct_metric(
+    backend: DataAPIBackend, ac: AnalyticalContext, family: str, anchor: tuple[str, ...]
+) -> pl.DataFrame:
+    """The family at ``anchor`` straight from the backend, sorted by the anchor."""
+    grain = ac.canonical_grain(anchor)
+    frame = backend.aggregate(AggregateRequest(ac.family(family), grain)).collect()
+    return frame.select([*anchor, family]).sort(list(anchor)) if anchor else frame
+
+
+def sorted_by_anchor(frame: pl.DataFrame, entry: Entry) -> pl.DataFrame:
+    anchor = list(entry.key.anchor)
+    return frame.sort(anchor) if anchor else frame
+
+
+def orphan_files(settings: Settings, ac_name: str) -> set[Path]:
+    """Parquet files under the AC's data dir that no manifest row names."""
+    with EntryStore.from_settings(settings) as store:
+        referenced = {entry.path for entry in store.list_entries(ac_name)}
+    root = settings.data_dir.resolve() / ac_name
+    return {p for p in root.rglob("*.parquet") if p.is_file()} - referenced
+
+
+class CountingBackend:
+    """A DataAPIBackend wrapper that counts the calls the engine makes to the source."""
+
+    def __init__(self, inner: DataAPIBackend) -> None:
+        self.inner = inner
+        self.extracts: list[str] = []
+        self.aggregates: list[AggregateRequest] = []
+
+    @property
+    def ac(self) -> AnalyticalContext:
+        return self.inner.ac
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def aggregate(self, request: AggregateRequest) -> pl.LazyFrame:
+        self.aggregates.append(request)
+        return self.inner.aggregate(request)
+
+    def extract_to_lazyframe(self, schema: str) -> pl.LazyFrame:
+        self.extracts.append(schema)
+        return self.inner.extract_to_lazyframe(schema)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture(scope="session")
+def sample_frames() -> dict[str, pl.DataFrame]:
+    return generate(SAMPLE_SPEC)
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory, sample_frames: dict[str, pl.DataFrame]) -> Path:
+    directory = tmp_path_factory.mktemp("sample")
+    write_parquet(sample_frames, directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def ac(sample_dir: Path) -> AnalyticalContext:
+    return load_ac(RETAIL_YAML, source_path=sample_dir)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "home")
+
+
+@pytest.fixture
+def backend(ac: AnalyticalContext) -> Iterator[CountingBackend]:
+    counting = CountingBackend(backend_for(ac))
+    yield counting
+    counting.close()
+
+
+@pytest.fixture
+def engine(ac: AnalyticalContext, settings: Settings) -> Iterator[MetricEngine]:
+    opened = MetricEngine.open(ac, settings)
+    yield opened
+    opened.close()
+
+
+def entries_of(engine: MetricEngine, domain: Domain) -> list[Entry]:
+    return list(engine.entries(domain))

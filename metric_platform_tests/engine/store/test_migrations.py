@@ -1,0 +1,134 @@
+"""Manifest migrations: up/down/up on both dialects, agreement with schema.py, concurrency, packaging."""
+
+from __future__ import annotations
+
+import multiprocessing
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+import metric_platform
+from metric_platform.db import create_db_engine, write_transaction
+from metric_platform.engine.store.migrations_runner import (
+    MIGRATIONS_DIR,
+    VERSION_TABLE,
+    current_revision,
+    downgrade,
+    head_revision,
+    migrate,
+)
+from metric_platform.engine.store.schema import metadata
+from metric_platform.errors import StorageError
+
+ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta"}
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a new SQLite file, or a new PostgreSQL schema (so other tests' tables stay)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+        return
+    pg_url = str(request.getfixturevalue("pg_url"))
+    schema = f"mig_{uuid.uuid4().hex[:10]}"
+    admin = create_db_engine(pg_url)
+    with write_transaction(admin) as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        url = sa.engine.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with write_transaction(admin) as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names()) & (ENGINE_TABLES | {VERSION_TABLE})
+
+
+def _schema_diff(engine: sa.Engine) -> list[object]:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return list(compare_metadata(context, metadata))
+
+
+def test_upgrade_downgrade_upgrade_and_agreement_with_schema_module(fresh_url: str) -> None:
+    engine = create_db_engine(fresh_url)
+    try:
+        assert current_revision(engine) is None
+        migrate(engine)
+        assert current_revision(engine) == head_revision()
+        assert _tables(engine) == ENGINE_TABLES | {VERSION_TABLE}
+        assert _schema_diff(engine) == [], "schema.py and the migrations disagree"
+
+        downgrade(engine)
+        assert current_revision(engine) is None
+        assert _tables(engine) == {VERSION_TABLE}
+
+        migrate(engine)
+        migrate(engine)  # idempotent
+        assert current_revision(engine) == head_revision()
+        assert _schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def _migrate_worker(url: str) -> None:
+    engine = create_db_engine(url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def test_several_processes_migrating_a_fresh_database_at_once(fresh_url: str) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_migrate_worker, args=(fresh_url,)) for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0] * 4
+    engine = create_db_engine(fresh_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {VERSION_TABLE}")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_database_from_a_newer_release_is_a_storage_error(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'newer.sqlite'}")
+    try:
+        migrate(engine)
+        with write_transaction(engine) as conn:
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'ffff9999'"))
+        with pytest.raises(StorageError, match="newer metric_platform") as info:
+            migrate(engine)
+        assert "ffff9999" in str(info.value)
+    finally:
+        engine.dispose()
+
+
+def test_every_migrations_file_is_covered_by_the_package_data_globs() -> None:
+    """Non-package files ship in the wheel only through pyproject's package-data globs."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["metric_platform"]
+    package_root = Path(metric_platform.__file__).parent
+    shipped = {path for pattern in globs for path in package_root.glob(pattern)}
+    needed = {
+        path
+        for path in MIGRATIONS_DIR.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix in {".py", ".mako", ".ini"}
+    }
+    assert MIGRATIONS_DIR / "env.py" in needed and any(p.parent.name == "versions" for p in needed)
+    assert needed <= shipped, f"not shipped: {sorted(str(p) for p in needed - shipped)}"
