@@ -35,15 +35,18 @@ BUSY_TIMEOUT_MS = 30_000
 _WRITE_OPTION = "mp_write"
 
 
-def create_db_engine(url: str) -> Engine:
+def create_db_engine(url: str, *, read_only: bool = False) -> Engine:
     """Create an engine for ``url`` with the platform's SQLite or PostgreSQL settings.
 
     ``postgresql://`` and ``postgres://`` URLs use psycopg 3; a SQLite file's directory is created.
+    ``read_only`` is for source databases the platform only reads: a SQLite file is opened with
+    ``mode=ro`` and its journal mode left alone, a PostgreSQL session is read-only.
     """
     parsed = _normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _create_sqlite_engine(parsed)
-    return sa.create_engine(parsed, pool_pre_ping=True)
+        return _create_sqlite_engine(parsed, read_only=read_only)
+    connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
+    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 @contextmanager
@@ -97,12 +100,15 @@ def _normalise_url(url: str) -> URL:
     return parsed
 
 
-def _create_sqlite_engine(url: URL) -> Engine:
+def _create_sqlite_engine(url: URL, *, read_only: bool) -> Engine:
     database = url.database or ""
-    if database and database != ":memory:" and not database.startswith("file:"):
+    on_disk = database not in ("", ":memory:") and not database.startswith("file:")
+    if on_disk and read_only:
+        url = url.set(database=f"file:{Path(database).resolve()}?mode=ro", query={"uri": "true"})
+    elif on_disk:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "connect", _on_sqlite_connect_read_only if read_only else _on_sqlite_connect)
     event.listen(engine, "begin", _on_sqlite_begin)
     return engine
 
@@ -118,6 +124,15 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _on_sqlite_connect_read_only(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
 

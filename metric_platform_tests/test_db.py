@@ -160,3 +160,23 @@ def test_postgres_transactions_commit_and_roll_back(pg_url: str) -> None:
             assert conn.execute(sa.select(_counters.c.n).where(_counters.c.name == name)).scalar_one() == 2
     finally:
         engine.dispose()
+
+
+def test_a_read_only_sqlite_engine_neither_writes_nor_switches_the_journal_mode(tmp_path: Path) -> None:
+    import sqlite3
+
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as raw:
+        raw.execute("CREATE TABLE t (x INTEGER)")
+        raw.execute("INSERT INTO t VALUES (1)")
+    engine = create_db_engine(f"sqlite:///{source}", read_only=True)
+    try:
+        with read_transaction(engine) as conn:
+            assert conn.execute(sa.text("SELECT x FROM t")).scalars().all() == [1]
+        with pytest.raises(StorageError, match="readonly"), write_transaction(engine) as conn:
+            conn.execute(sa.text("INSERT INTO t VALUES (2)"))
+    finally:
+        engine.dispose()
+    with sqlite3.connect(source) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+        assert raw.execute("SELECT count(*) FROM t").fetchone()[0] == 1

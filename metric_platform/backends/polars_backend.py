@@ -116,10 +116,12 @@ class PolarsBackend:
                 "regenerate or replace the file (metric-platform generate-sample for the sample)"
             )
             raise SourceError(msg) from exc
+        # Every declared column, not only the ones read: the SQL backend checks the same, so a
+        # broken source fails alike on every backend and for every request.
+        for column in spec.columns:
+            _check_column(spec, column, available, path)
         filters = typed_filters(self._ac, spec.name)
         needed = dict.fromkeys([*columns, *(c.column for c in filters)])
-        for column in needed:
-            _check_column(spec, column, available, path)
         typed = scan.select(
             pl.col(spec.physical(c)).cast(POLARS_DTYPES[spec.column_type(c)]).alias(c) for c in needed
         )

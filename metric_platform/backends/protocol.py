@@ -72,7 +72,12 @@ class DataAPIBackend(Protocol):
         ...
 
     def aggregate(self, request: AggregateRequest) -> pl.LazyFrame:
-        """One metric at one anchor; see the module docstring for the output contract."""
+        """One metric at one anchor; see the module docstring for the output contract.
+
+        One row per anchor value present in the (filtered, windowed) rows; NULL is a value of its
+        own (a fact row without a dimension row). An empty anchor always gives exactly one row, also
+        over zero rows (SUM/MIN/... NULL, COUNT 0), like SQL's aggregate without GROUP BY.
+        """
         ...
 
     def extract_to_lazyframe(self, schema: str) -> pl.LazyFrame:

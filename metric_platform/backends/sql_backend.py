@@ -149,7 +149,15 @@ class SqlBackend:
                     f"{_first_line(exc)}; check that the tables match AC {self._ac.name!r}"
                 )
                 raise SourceError(msg) from exc
-        return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row", strict=False)
+        try:
+            return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
+        except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
+            # SQLite keeps whatever a row holds: text in an INTEGER column reaches us as text.
+            msg = (
+                f"rows of {', '.join(read)} on {describe_url(self._engine)} do not fit the types declared "
+                f"in AC {self._ac.name!r} ({_first_line(exc)}); fix the stored values or the declared types"
+            )
+            raise SourceError(msg) from exc
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -211,7 +219,8 @@ def _open(url: str) -> Engine:
         msg = f"SQLite source {database} does not exist; create it (load_frames) or fix the AC's source.path"
         raise SourceError(msg)
     try:
-        return create_db_engine(url)
+        # A source is only read: never switch its journal mode or take write locks on it.
+        return create_db_engine(url, read_only=True)
     except (StorageError, sa.exc.SQLAlchemyError) as exc:
         msg = f"cannot open the source database: {exc}"
         raise SourceError(msg) from exc

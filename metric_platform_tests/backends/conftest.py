@@ -17,6 +17,7 @@ from metric_platform_tests.backends.datasets import (
     HIDDEN_STORE,
     Dataset,
     calendar_frames,
+    day_from_timestamp,
     edge_frames,
     materialise,
     sample_frames,
@@ -45,7 +46,7 @@ class BackendPool:
         if kind == "sqlite":
             return SqlBackend(dataset.ac, dataset.sqlite_url)
         assert pg_url is not None
-        load_frames(pg_url, dataset.frames)
+        load_frames(pg_url, dataset.stored)
         if dataset.name == "edge":
             _locale_collation(pg_url, "edge_transactions", "customer_id")
         return SqlBackend(dataset.ac, pg_url)
@@ -101,5 +102,20 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 
 @pytest.fixture(scope="session")
+def renamed(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """The edge cases stored under other column names, read through the AC's name_map."""
+    maps = {"transactions": {"revenue": "amount", "store_id": "shop"}, "stores": {"store_id": "shop_code"}}
+    directory = tmp_path_factory.mktemp("renamed")
+    return materialise(
+        "renamed", edge_frames(), directory, prefix="ren_", extra_filter=(HIDDEN_STORE,), name_maps=maps
+    )
+
+
+@pytest.fixture(scope="session")
 def calendar(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     return materialise("calendar", calendar_frames(), tmp_path_factory.mktemp("calendar"), prefix="cal_")
+
+
+@pytest.fixture(scope="session")
+def calendar_ts(calendar: Dataset) -> Dataset:
+    return day_from_timestamp(calendar)

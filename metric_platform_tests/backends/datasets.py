@@ -8,6 +8,7 @@ live in the same PostgreSQL test database.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -51,6 +52,7 @@ class Dataset:
     ac: AnalyticalContext
     frames: dict[str, pl.DataFrame]  # keyed by table name, logical column names
     directory: Path  # <table>.parquet files and the SQLite file
+    stored: dict[str, pl.DataFrame]  # what was written: physical column names
 
     @property
     def sqlite_url(self) -> str:
@@ -64,15 +66,24 @@ def materialise(
     *,
     prefix: str = "",
     extra_filter: tuple[FilterCondition, ...] = (),
+    name_maps: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Dataset:
-    """Write ``frames`` (keyed by the retail tables) as Parquet and SQLite under ``directory``."""
+    """Write ``frames`` (keyed by the retail tables) as Parquet and SQLite under ``directory``.
+
+    ``name_maps`` (schema -> logical column -> physical column) renames stored columns and sets the
+    AC's ``name_map``; ``Dataset.frames`` keeps the logical names (what the oracle reads).
+    """
+    maps = name_maps or {}
     ac = load_ac(RETAIL_AC, source_path=directory)
-    schemas = {n: replace(s, table=prefix + s.table) for n, s in ac.schemas.items()}
+    schemas = {
+        n: replace(s, table=prefix + s.table, name_map=dict(maps.get(n, {}))) for n, s in ac.schemas.items()
+    }
     ac = replace(ac, schemas=schemas, filter=ac.filter + extra_filter)
     tables = {prefix + table: frame for table, frame in frames.items()}
-    write_parquet(tables, directory)
-    load_frames(f"sqlite:///{directory / SQLITE_FILE}", tables)
-    return Dataset(name, ac, tables, directory)
+    stored = {prefix + table: frame.rename(dict(maps.get(table, {}))) for table, frame in frames.items()}
+    write_parquet(stored, directory)
+    load_frames(f"sqlite:///{directory / SQLITE_FILE}", stored)
+    return Dataset(name, ac, tables, directory, stored)
 
 
 def sample_frames() -> dict[str, pl.DataFrame]:
@@ -152,12 +163,21 @@ def edge_frames() -> dict[str, pl.DataFrame]:
 CALENDAR_START, CALENDAR_END = D(2023, 12, 20), D(2025, 1, 10)
 
 
+def day_from_timestamp(dataset: Dataset) -> Dataset:
+    """The dataset with its day dimension bound to the ``updated_at`` timestamp instead of a date."""
+    dimensions = dict(dataset.ac.dimensions)
+    dimensions["day"] = replace(dimensions["day"], columns={"transactions": "updated_at"})
+    return replace(dataset, name=f"{dataset.name}_ts", ac=replace(dataset.ac, dimensions=dimensions))
+
+
 def calendar_frames() -> dict[str, pl.DataFrame]:
     """One transaction per day, so a COUNT per bucket is the number of days in it."""
     days = pl.date_range(CALENDAR_START, CALENDAR_END, eager=True)
     rows = [Sale(i + 1, day, "S1", "C1", "a", 1.0, 1, False) for i, day in enumerate(days)]
+    # the last microsecond of the event day: a day taken from updated_at must not drift
+    last_moment = pl.col("event_date").cast(pl.Datetime("us")) + pl.duration(days=1, microseconds=-1)
     return {
-        "transactions": _transactions(rows),
+        "transactions": _transactions(rows).with_columns(last_moment.alias("updated_at")),
         "stores": pl.DataFrame([("S1", "One", "north", D(2020, 1, 1))], schema=STORES, orient="row"),
         "campaigns": pl.DataFrame([("C1", "First", "search")], schema=CAMPAIGNS, orient="row"),
     }

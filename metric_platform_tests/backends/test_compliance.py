@@ -2,8 +2,8 @@
 
 Each test runs once per backend (``open_backend``). Every backend must equal the same independent
 oracle (values, NULLs, dtypes; floats to 1e-9 relative) for every operator x missing-value treatment
-x anchor x window, on the generated sample and the hand-made edge cases, so all backends are
-identical to each other too.
+x anchor x window, on the generated sample, the hand-made edge cases and those same cases stored
+under physical column names (``name_map``), so all backends are identical to each other too.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ CASES = [
     (Operator.MAX, "conversions"),
     (Operator.MIN, "customer_id"),
     (Operator.MAX, "event_date"),
+    (Operator.MIN, "updated_at"),
     (Operator.BOOL_AND, "is_returned"),
     (Operator.BOOL_OR, "is_returned"),
     (Operator.AVG, "revenue"),
@@ -46,12 +47,13 @@ CASES = [
     (Operator.COUNT_DISTINCT, "customer_id"),
     (Operator.COUNT_DISTINCT, "campaign_id"),
 ]
-IMPUTE_VALUES: dict[ColumnType, int | float | str | bool | dt.date] = {
+IMPUTE_VALUES: dict[ColumnType, int | float | str | bool | dt.date | dt.datetime] = {
     ColumnType.INTEGER: 7,
     ColumnType.FLOAT: 2.5,
     ColumnType.STRING: "zz-imputed",
     ColumnType.BOOLEAN: True,
     ColumnType.DATE: dt.date(2026, 1, 1),
+    ColumnType.TIMESTAMP: dt.datetime(2026, 1, 1, 12, 30, 0, 123456),
 }
 ANCHORS = [
     (),
@@ -68,6 +70,9 @@ WINDOWS = {
     "sample": [None, DateWindow(dt.date(2026, 10, 28), dt.date(2026, 11, 12))],
     "edge": [None, DateWindow(dt.date(2026, 3, 3), dt.date(2026, 3, 9))],
 }
+WINDOWS["renamed"] = WINDOWS["edge"]
+# the renamed set only needs the anchors that read renamed columns (store, and region via store)
+ANCHORS_OF = {"sample": ANCHORS, "edge": ANCHORS, "renamed": [(), ("store", "day"), ("region",)]}
 _ORACLES: dict[str, Oracle] = {}
 _EXPECTED: dict[tuple[str, AggregateRequest], pl.DataFrame] = {}
 
@@ -97,8 +102,8 @@ def expected(dataset: Dataset, request: AggregateRequest) -> pl.DataFrame:
 
 
 @pytest.fixture
-def datasets(sample: Dataset, edge: Dataset) -> tuple[Dataset, ...]:
-    return (sample, edge)
+def datasets(sample: Dataset, edge: Dataset, renamed: Dataset) -> tuple[Dataset, ...]:
+    return (sample, edge, renamed)
 
 
 @pytest.mark.parametrize("kind", list(MissingValueKind), ids=str)
@@ -113,7 +118,7 @@ def test_aggregate_matches_oracle(
     for dataset in datasets:
         backend = open_backend(dataset)
         family = family_for(dataset.ac, operator, column, kind)
-        for anchor in ANCHORS:
+        for anchor in ANCHORS_OF[dataset.name]:
             for window in WINDOWS[dataset.name]:
                 request = AggregateRequest(family, anchor, window)
                 lazy = backend.aggregate(request)
@@ -151,21 +156,24 @@ def test_extract_is_the_filtered_source(
 
 
 @pytest.mark.parametrize("grain", list(TimeGrain), ids=str)
+@pytest.mark.parametrize("day_column", ["date", "timestamp"])
 def test_time_buckets_match_the_pure_reference(
-    open_backend: OpenBackend, calendar: Dataset, grain: TimeGrain
+    open_backend: OpenBackend, request: pytest.FixtureRequest, day_column: str, grain: TimeGrain
 ) -> None:
     """One row per day over 2023-12-20..2025-01-10 (a leap year, two year boundaries, weeks that
-    straddle them): the row count per bucket is the number of its days in range."""
+    straddle them): the row count per bucket is the number of its days in range. The day comes
+    from a date column or from a timestamp at the last microsecond of that day."""
+    calendar: Dataset = request.getfixturevalue("calendar" if day_column == "date" else "calendar_ts")
     backend = open_backend(calendar)
     family = calendar.ac.family("transaction_count")
     dimension = next(d.name for d in calendar.ac.dimensions.values() if d.time_grain is grain)
     window = DateWindow(dt.date(2023, 12, 27), dt.date(2024, 12, 31))
     for days in ((CALENDAR_START, CALENDAR_END), (window.start, window.end)):
-        request = AggregateRequest(family, (dimension,), None if days[0] == CALENDAR_START else window)
+        aggregate = AggregateRequest(family, (dimension,), None if days[0] == CALENDAR_START else window)
         span = (days[1] - days[0]).days + 1
         counts = Counter(grain.bucket_start(days[0] + dt.timedelta(days=i)) for i in range(span))
         want = pl.DataFrame(
             sorted(counts.items()), schema={dimension: pl.Date, family.name: pl.Int64}, orient="row"
         )
-        got = backend.aggregate(request).collect().sort(dimension)
+        got = backend.aggregate(aggregate).collect().sort(dimension)
         assert_frame_equal(got, want)

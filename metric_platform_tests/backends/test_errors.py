@@ -177,3 +177,26 @@ def test_operator_must_accept_the_column(open_backend: OpenBackend, edge: Datase
 def test_anchor_naming_a_dimension_twice(open_backend: OpenBackend, edge: Dataset) -> None:
     with pytest.raises(InvalidRequestError, match="names a dimension twice"):
         open_backend(edge).aggregate(AggregateRequest(edge.ac.family("revenue"), ("region", "region")))
+
+
+def test_every_declared_column_is_checked(tmp_path: Path) -> None:
+    """A column the request does not read is still checked, as the SQL backend does."""
+    frames = edge_frames()
+    write_parquet({**frames, "transactions": frames["transactions"].drop("spend")}, tmp_path)
+    ac = retail(tmp_path)
+    with pytest.raises(SourceError, match=r"schema 'transactions': column 'spend' is declared"):
+        PolarsBackend(ac).aggregate(revenue(ac))
+
+
+def test_sqlite_values_of_the_wrong_type(tmp_path: Path) -> None:
+    frames = edge_frames()
+    bad = frames["transactions"].with_columns(pl.col("conversions").cast(pl.String) + "x")
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    load_frames(url, {**frames, "transactions": bad})
+    ac = retail(tmp_path)
+    backend = SqlBackend(ac, url)
+    try:
+        with pytest.raises(SourceError, match=r"rows of transactions .* do not fit the types declared"):
+            backend.extract_to_lazyframe("transactions")
+    finally:
+        backend.close()
