@@ -2,8 +2,8 @@
 
 Environment (all optional):
 
-- ``METRIC_PLATFORM_BENCH_ROWS``: transactions rows, default 1_000_000 (10_000_000 works: a few
-  minutes, ~4 s to generate, SQLite part skipped).
+- ``METRIC_PLATFORM_BENCH_ROWS``: transactions rows, default 1_000_000 (10_000_000 works: ~2-3
+  minutes on 2 cores, ~4 s to generate, SQLite part skipped).
 - ``METRIC_PLATFORM_BENCH_REPS``: timed repetitions per measurement, default 5.
 - ``METRIC_PLATFORM_BENCH_SQLITE``: ``1`` forces the SQLite backend in, ``0`` leaves it out; by
   default it runs up to 2M rows only (loading takes ~9 s per million rows).
@@ -85,6 +85,8 @@ def bench_report(bench_config: BenchConfig) -> Report:
     header = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         **machine_info(),
+        # Other work on the machine skews absolute times (ratios less so): say how busy it was.
+        "load average at start (1, 5, 15 min)": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
         "repetitions": f"median of {bench_config.reps} after 1 warm-up (unless a table says otherwise)",
     }
     return Report(REPORT_PATH, rows=bench_config.rows, header=header)
