@@ -93,6 +93,12 @@ def run_main_job(
                     f"({family.operator} of {family.root_schema}.{family.root_column}) "
                     f"at [{', '.join(family.base_grain)}]: {frame.height} rows"
                 )
+            # Files retired by replacements (past their grace) and orphans of crashed writers.
+            swept = engine.store.sweep(ac_name=ac.name)
+            out(
+                f"  swept the store: {swept.files_deleted} retired and {swept.orphans_deleted} orphaned "
+                f"files removed ({swept.bytes_freed} bytes)"
+            )
         finally:
             engine.close()
             backend.close()
