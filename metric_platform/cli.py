@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from metric_platform.errors import MetricPlatformError, UserError
 
 EXIT_USER_ERROR = 2
@@ -58,12 +60,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _dispatch(args)
+    except ValidationError as exc:  # settings from the environment (METRIC_PLATFORM_*)
+        print(f"error: invalid settings: {_settings_problems(exc)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except MetricPlatformError as exc:
         print(f"internal error: {exc}", file=sys.stderr)
         return EXIT_INTERNAL_ERROR
+
+
+def _settings_problems(exc: ValidationError) -> str:
+    problems = [
+        f"METRIC_PLATFORM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+    ]
+    return "; ".join(problems) + " (fix or unset those environment variables)"
 
 
 def _dispatch(args: argparse.Namespace) -> int:

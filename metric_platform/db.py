@@ -93,6 +93,9 @@ def _normalise_url(url: str) -> URL:
     except sa.exc.ArgumentError as exc:
         msg = f"{url!r} is not a valid SQLAlchemy URL; use e.g. sqlite:///path/to.db or postgresql://host/db"
         raise StorageError(msg) from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+        msg = f"{parsed.render_as_string(hide_password=True)!r}: only SQLite and PostgreSQL URLs are supported"
+        raise StorageError(msg)
     if parsed.drivername in ("postgresql", "postgres"):
         # SQLAlchemy does not know "postgres://" and would pick psycopg2 for a bare "postgresql://"
         # on older versions; the platform ships psycopg 3 only (ARCHITECTURE.md §7).

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+
 from metric_platform.backends.factory import backend_for
 from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.store.keys import Domain
+from metric_platform.errors import ConfigError, ConfigIssue
 from metric_platform.sample_data import SampleSpec, ensure_sample
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext, SourceKind
@@ -54,6 +57,10 @@ def run_main_job(
     settings = settings or Settings()
     committed = committed_sample if committed_sample is not None else acs_dir.parent / "sample"
     started = time.perf_counter()
+    ac_files = sorted(acs_dir.glob("*.yaml"))
+    if not ac_files:
+        msg = f"no analytical contexts (*.yaml) in {acs_dir}; point --acs at a directory of AC files"
+        raise ConfigError([ConfigIssue(str(acs_dir), "", msg, "create one from data/acs/retail.yaml")])
     sample_dir = settings.home / "sample"
     written, meta = ensure_sample(sample_dir, sample or SampleSpec())
     verb = "generated" if written else "reused"
@@ -62,7 +69,6 @@ def run_main_job(
         f"({meta['rows']} transactions, {meta['days']} days to {meta['end_date']})"
     )
 
-    ac_files = sorted(acs_dir.glob("*.yaml"))
     names: list[str] = []
     schemas = columns = families = 0
     for path in ac_files:
@@ -86,13 +92,14 @@ def run_main_job(
                     f"({computed} computed, {len(profile.columns) - computed} from the engine's memory)"
                 )
             for family in ac.families.values():
-                frame = engine.serve(Domain.METRIC, family.name, family.base_grain, backend=backend).collect()
                 families += 1
-                out(
-                    f"  served {family.name} "
-                    f"({family.operator} of {family.root_schema}.{family.root_column}) "
-                    f"at [{', '.join(family.base_grain)}]: {frame.height} rows"
-                )
+                for grain in dict.fromkeys((family.base_grain, *family.cache_grains)):
+                    served = engine.serve_metric(family.name, grain, backend=backend)
+                    rows = served.frame.select(pl.len()).collect().item()
+                    out(
+                        f"  served {family.name} at [{', '.join(grain)}]: {rows} rows — "
+                        f"{served.provenance.path.describe()}"
+                    )
             # Files retired by replacements (past their grace) and orphans of crashed writers.
             swept = engine.store.sweep(ac_name=ac.name)
             out(

@@ -75,6 +75,7 @@ class AggregatePlan:
     impute_value: FilterValue | None
     window: DateWindow | None
     window_column: ColumnRef | None
+    with_counts: bool  # add COUNT(*) and COUNT(value) after the value (normalize.COUNT_COLUMNS)
     output_schema: pl.Schema
 
     def columns_of(self, alias: str) -> tuple[str, ...]:
@@ -142,7 +143,8 @@ def plan_aggregate(ac: AnalyticalContext, request: AggregateRequest) -> Aggregat
         impute_value=impute_value,
         window=request.window,
         window_column=window_column,
-        output_schema=result_schema(ac, family, request.anchor),
+        with_counts=request.with_counts,
+        output_schema=result_schema(ac, family, request.anchor, with_counts=request.with_counts),
     )
 
 

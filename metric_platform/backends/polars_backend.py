@@ -14,13 +14,8 @@ import polars as pl
 
 from metric_platform.backends.normalize import POLARS_DTYPES
 from metric_platform.backends.plan import ROOT_ALIAS, AggregatePlan, plan_aggregate, typed_filters
-from metric_platform.backends.polars_expressions import (
-    as_day,
-    bucket_expr,
-    filter_expr,
-    literal,
-    reduce_expr,
-)
+from metric_platform.backends.polars_expressions import as_day, bucket_expr, filter_expr, literal
+from metric_platform.backends.polars_reduction import reduction
 from metric_platform.backends.protocol import AggregateRequest
 from metric_platform.errors import SourceError
 from metric_platform.semantics.spec import AnalyticalContext, SchemaSpec
@@ -78,9 +73,19 @@ class PolarsBackend:
             keys.append(column.alias(anchor.dimension))
         x = pl.col(_name(plan.value.alias, plan.value.column))
         impute = None if plan.impute_value is None else literal(plan.impute_value, plan.value.column_type)
-        value = reduce_expr(plan.operator, plan.treatment, x, impute=impute).alias(plan.value_name)
+        reduce = reduction(
+            plan.operator,
+            plan.treatment,
+            x,
+            name=plan.value_name,
+            impute=impute,
+            with_counts=plan.with_counts,
+        )
+        if reduce.prepare:
+            frame = frame.with_columns(reduce.prepare)
         # No anchor: one row over everything (also over zero rows), like SQL without GROUP BY.
-        out = frame.group_by(keys).agg(value) if keys else frame.select(value)
+        out = frame.group_by(keys).agg(reduce.aggregates) if keys else frame.select(reduce.aggregates)
+        out = out.select(*(pl.col(a.dimension) for a in plan.anchor), *reduce.outputs)
         return out.select(pl.col(name).cast(dtype) for name, dtype in plan.output_schema.items())
 
     # -- reading ----------------------------------------------------------------------------------

@@ -43,12 +43,14 @@ class DateWindow:
 @dataclass(frozen=True)
 class AggregateRequest:
     """Aggregate ``family`` at ``anchor`` over the rows of its root schema (AC filter applied),
-    optionally restricted to event days inside ``window``; ``mvt`` overrides the family's."""
+    optionally restricted to event days inside ``window``; ``mvt`` overrides the family's;
+    ``with_counts`` adds the ``__rows`` and ``__nonnull`` columns (see the module docstring)."""
 
     family: MetricFamily
     anchor: Grain
     window: DateWindow | None = None
     mvt: MissingValueTreatment | None = None
+    with_counts: bool = False
 
     @property
     def treatment(self) -> MissingValueTreatment:
@@ -76,7 +78,8 @@ class DataAPIBackend(Protocol):
 
         One row per anchor value present in the (filtered, windowed) rows; NULL is a value of its
         own (a fact row without a dimension row). An empty anchor always gives exactly one row, also
-        over zero rows (SUM/MIN/... NULL, COUNT 0), like SQL's aggregate without GROUP BY.
+        over zero rows (SUM/MIN/... NULL, COUNT 0, ``__rows`` and ``__nonnull`` 0), like SQL's
+        aggregate without GROUP BY.
         """
         ...
 

@@ -1,4 +1,5 @@
-"""The SQL backend (SQLite, PostgreSQL): one ``SELECT ... GROUP BY`` per request, via SQLAlchemy Core.
+"""The SQL backend (SQLite, PostgreSQL): one ``SELECT ... GROUP BY`` per request (counts included),
+via SQLAlchemy Core.
 
 Dimension tables are LEFT joined with their AC filter in the ON clause, so a fact row whose
 dimension row is missing or filtered out keeps a NULL dimension value (as the Polars backend does).
@@ -19,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
-from metric_platform.backends.normalize import POLARS_DTYPES
+from metric_platform.backends.normalize import NONNULL_COLUMN, POLARS_DTYPES, ROWS_COLUMN
 from metric_platform.backends.plan import ROOT_ALIAS, AggregatePlan, plan_aggregate, typed_filters
 from metric_platform.backends.protocol import AggregateRequest
 from metric_platform.backends.sql_expressions import (
@@ -114,17 +115,22 @@ class SqlBackend:
             if anchor.time_grain is not None:
                 key = bucket(key, anchor.ref.column_type, anchor.time_grain, self._dialect)
             keys.append(key)
+        x = col(plan.value.alias, plan.value.column)
         value = reduce(
             plan.operator,
             plan.treatment,
-            col(plan.value.alias, plan.value.column),
+            x,
             value_type=plan.value.column_type,
             impute=plan.impute_value,
             dialect=self._dialect,
         )
-        labelled = [k.label(a.dimension) for k, a in zip(keys, plan.anchor, strict=True)]
+        columns = [k.label(a.dimension) for k, a in zip(keys, plan.anchor, strict=True)]
+        columns.append(value.label(plan.value_name))
+        if plan.with_counts:
+            # Of the raw column, not the imputed one: what a rollup needs to redo the treatment.
+            columns += [sa.func.count().label(ROWS_COLUMN), sa.func.count(x).label(NONNULL_COLUMN)]
         # No anchor: no GROUP BY, so SQL gives one row even over zero input rows.
-        stmt = sa.select(*labelled, value.label(plan.value_name)).select_from(source).where(*where)
+        stmt = sa.select(*columns).select_from(source).where(*where)
         return stmt.group_by(*keys) if keys else stmt
 
     def _filters(self, schema: str, table: sa.FromClause) -> list[ColumnElement[bool]]:

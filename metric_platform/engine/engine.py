@@ -1,21 +1,26 @@
 """The Metric Engine: one instance per analytical context (seed 003 §2.1, §4).
 
 ``serve(domain, dataset_id, anchor, *, backend)`` returns a single-column-with-anchor LazyFrame;
-whether it came from a memoized entry or from the backend is the engine's business, recorded in
-the manifest, not the caller's. The backend is passed per call (seed §4.4).
+whether it came from a memoized entry, a rollup or the backend is the engine's business, recorded
+in the manifest and in the provenance of ``serve_metric``, not the caller's. The backend is passed
+per call (seed §4.4).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import assert_never
 
 import polars as pl
 
-from metric_platform.backends.protocol import DataAPIBackend
-from metric_platform.engine.metric_serving import MetricServer
+from metric_platform.backends.protocol import DataAPIBackend, DateWindow
+from metric_platform.engine.compose import Frame
 from metric_platform.engine.qm.projections import ColumnProfile, TableProfile
 from metric_platform.engine.qm.service import QMServer
+from metric_platform.engine.query import QueryRequest, execute_query
+from metric_platform.engine.serving.metric_server import MetricServer
+from metric_platform.engine.serving.types import PathKind, Rejection, Served
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain
 from metric_platform.engine.store.records import Entry
@@ -25,17 +30,32 @@ from metric_platform.settings import Settings
 
 
 class MetricEngine:
-    def __init__(self, ac: AnalyticalContext, store: EntryStore, *, entry_byte_cap: int) -> None:
+    def __init__(
+        self,
+        ac: AnalyticalContext,
+        store: EntryStore,
+        *,
+        entry_byte_cap: int,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
         self.ac = ac
         self.store = store
         self._qm = QMServer(ac, store)
-        self._metric = MetricServer(ac, store, entry_byte_cap=entry_byte_cap)
+        self._metric = MetricServer(ac, store, entry_byte_cap=entry_byte_cap, today=today)
 
     @classmethod
-    def open(cls, ac: AnalyticalContext, settings: Settings | None = None) -> MetricEngine:
+    def open(
+        cls,
+        ac: AnalyticalContext,
+        settings: Settings | None = None,
+        *,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> MetricEngine:
         """An engine over the store the settings name (the embedded SQLite default needs none)."""
         settings = settings or Settings()
-        return cls(ac, EntryStore.from_settings(settings), entry_byte_cap=settings.entry_byte_cap)
+        return cls(
+            ac, EntryStore.from_settings(settings), entry_byte_cap=settings.entry_byte_cap, today=today
+        )
 
     def serve(
         self,
@@ -45,14 +65,61 @@ class MetricEngine:
         *,
         mvt: MissingValueTreatment | None = None,
         backend: DataAPIBackend,
+        window: DateWindow | None = None,
     ) -> pl.LazyFrame:
+        """Seed 003 §4.1: anchor columns (in the order asked) and the dataset's value column."""
         match domain:
             case Domain.METRIC:
-                return self._metric.serve(dataset_id, anchor, mvt=mvt, backend=backend)
+                return self._metric.serve(dataset_id, anchor, backend=backend, window=window, mvt=mvt).frame
             case Domain.QM:
                 return self._qm.serve(dataset_id, anchor, backend=backend)
             case _:
                 assert_never(domain)
+
+    def serve_metric(
+        self,
+        family: str,
+        anchor: Grain,
+        *,
+        backend: DataAPIBackend,
+        window: DateWindow | None = None,
+        mvt: MissingValueTreatment | None = None,
+        pin: bool = False,
+        recompute: bool = False,
+    ) -> Served:
+        """A METRIC serve with its provenance. ``pin`` keeps the result whatever the memoization
+        rules say and protects it from eviction (entries behind a materialized Dagster partition);
+        ``recompute`` goes to the backend even when memoized slices exist, and replaces them."""
+        return self._metric.serve(
+            family, anchor, backend=backend, window=window, mvt=mvt, pin=pin, recompute=recompute
+        )
+
+    def explain(
+        self,
+        family: str,
+        anchor: Grain,
+        *,
+        window: DateWindow | None = None,
+        mvt: MissingValueTreatment | None = None,
+    ) -> tuple[PathKind, Grain, tuple[Rejection, ...]]:
+        """The serving path a request would take now, and why each other memoized grain is not used."""
+        return self._metric.explain(family, anchor, window=window, mvt=mvt)
+
+    def warm(self, *, backend: DataAPIBackend, window: DateWindow | None = None) -> list[Served]:
+        """Pre-materialize every family's base grain and cache_hint grains through serve (seed §9.2)."""
+        out = []
+        for family in self.ac.families.values():
+            for grain in (family.base_grain, *family.cache_grains):
+                out.append(self.serve_metric(family.name, grain, backend=backend, window=window))
+        return out
+
+    def query(self, request: QueryRequest, *, backend: DataAPIBackend) -> Frame:
+        """Several metrics at one grain, composed (seed 003 §8), every metric through serve."""
+        return execute_query(self.ac, backend, request, engine=self, today=self._metric.today())
+
+    @property
+    def recommendations(self) -> Sequence[str]:
+        return tuple(self._metric.recommendations)
 
     def column_profile(self, schema: str, column: str, *, backend: DataAPIBackend) -> ColumnProfile:
         return self._qm.column_profile(schema, column, backend=backend)

@@ -26,7 +26,7 @@ class IssueCollector:
         self.add(path, f"unknown {what} {name!r}", f"{hint}{fix} (known: {listing})")
 
     def identifier(self, path: str, name: str, what: str) -> bool:
-        if IDENTIFIER.match(name):
+        if IDENTIFIER.fullmatch(name):
             return True
         self.add(
             path,

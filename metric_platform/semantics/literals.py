@@ -27,6 +27,10 @@ def coerce_literal(value: Any, col_type: ColumnType, path: str, issues: IssueCol
             ok = isinstance(value, dt.date) and not isinstance(value, dt.datetime)
         case ColumnType.TIMESTAMP:
             ok = isinstance(value, dt.datetime)
+            if ok and value.tzinfo is not None:
+                # Timestamp columns hold naive UTC; an offset would be read three ways by three
+                # backends, so it is resolved here, once.
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
     if not ok:
         issues.add(path, f"value {value!r} does not fit a {col_type} column", f"write a {col_type} literal")
         return None

@@ -99,7 +99,7 @@ def _source(src: SourceModel, issues: IssueCollector, *, base: Path) -> SourceSp
             issues.add(
                 "source.url_env", "a postgres source needs url_env", "name the variable holding the URL"
             )
-        elif not IDENTIFIER.match(src.url_env):
+        elif not IDENTIFIER.fullmatch(src.url_env):
             looks_like = "a URL" if "://" in src.url_env or "@" in src.url_env else "not a variable name"
             issues.add(
                 "source.url_env",
@@ -157,6 +157,16 @@ def _schemas(model: ACModel, issues: IssueCollector) -> dict[str, SchemaSpec]:
                 issues.unknown(
                     f"name_map.{s.name}.{logical}", "column", logical, s.columns, "map a declared column"
                 )
+        physical: dict[str, str] = {}
+        for logical in s.columns:
+            name = raw_map.get(logical, logical)
+            if name in physical:
+                issues.add(
+                    f"name_map.{s.name}.{logical}",
+                    f"columns {physical[name]!r} and {logical!r} both read the physical column {name!r}",
+                    "map each declared column to its own physical column",
+                )
+            physical[name] = logical
         schemas[s.name] = SchemaSpec(
             s.name, s.table, FrozenMap(columns), level, s.db_schema, FrozenMap(dict(raw_map))
         )

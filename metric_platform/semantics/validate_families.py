@@ -93,7 +93,9 @@ def _family(
                     f"{reducer.operator} is not partition-invariant, "
                     f"so [{', '.join(hint)}] cannot be rolled up "
                     f"from the base grain [{', '.join(base)}]",
-                    "drop the hint, or declare it as the family's base_grain",
+                    "drop the hint, or declare it as the family's base_grain"
+                    if ac.day_dimension in hint
+                    else "drop the hint: a grain without the day dimension cannot be the base_grain",
                 )
                 return None
     family = MetricFamily(model.name, root.schema_, root.column, reducer, mvt, base, hints)

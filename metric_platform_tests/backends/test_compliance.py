@@ -2,8 +2,9 @@
 
 Each test runs once per backend (``open_backend``). Every backend must equal the same independent
 oracle (values, NULLs, dtypes; floats to 1e-9 relative) for every operator x missing-value treatment
-x anchor x window, on the generated sample, the hand-made edge cases and those same cases stored
-under physical column names (``name_map``), so all backends are identical to each other too.
+x anchor x window, and with the ``__rows``/``__nonnull`` counts for one operator of each shape, on
+the generated sample, the hand-made edge cases and those same cases stored under physical column
+names (``name_map``), so all backends are identical to each other too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN
 from metric_platform.backends.protocol import AggregateRequest, DateWindow
 from metric_platform.semantics.operators import Operator
 from metric_platform.semantics.spec import AnalyticalContext, MetricFamily
@@ -47,6 +49,16 @@ CASES = [
     (Operator.COUNT_DISTINCT, "customer_id"),
     (Operator.COUNT_DISTINCT, "campaign_id"),
 ]
+# The counts do not depend on the operator, but the Polars plan computes them differently per
+# operator and treatment: one case per operator shape, over every column type with NULLs.
+COUNTED_CASES = [
+    (Operator.SUM, "revenue"),
+    (Operator.COUNT, "campaign_id"),
+    (Operator.MAX, "conversions"),
+    (Operator.BOOL_AND, "is_returned"),
+    (Operator.MEDIAN, "revenue"),
+    (Operator.COUNT_DISTINCT, "customer_id"),
+]
 IMPUTE_VALUES: dict[ColumnType, int | float | str | bool | dt.date | dt.datetime] = {
     ColumnType.INTEGER: 7,
     ColumnType.FLOAT: 2.5,
@@ -74,7 +86,7 @@ WINDOWS["renamed"] = WINDOWS["edge"]
 # the renamed set only needs the anchors that read renamed columns (store, and region via store)
 ANCHORS_OF = {"sample": ANCHORS, "edge": ANCHORS, "renamed": [(), ("store", "day"), ("region",)]}
 _ORACLES: dict[str, Oracle] = {}
-_EXPECTED: dict[tuple[str, AggregateRequest], pl.DataFrame] = {}
+_EXPECTED: dict[tuple[str, AggregateRequest], pl.DataFrame] = {}  # keyed with_counts=True
 
 
 def family_for(
@@ -93,17 +105,39 @@ def family_for(
 
 
 def expected(dataset: Dataset, request: AggregateRequest) -> pl.DataFrame:
-    key = (dataset.name, request)
-    if key not in _EXPECTED:  # computed once for the three backends' runs
+    counted = replace(request, with_counts=True)
+    key = (dataset.name, counted)
+    if key not in _EXPECTED:  # computed once, with the counts, for every backend and both forms
         if dataset.name not in _ORACLES:
             _ORACLES[dataset.name] = Oracle(dataset.ac, dataset.frames)
-        _EXPECTED[key] = _ORACLES[dataset.name].aggregate(request)
-    return _EXPECTED[key]
+        _EXPECTED[key] = _ORACLES[dataset.name].aggregate(counted)
+    frame = _EXPECTED[key]
+    return frame if request.with_counts else frame.drop(ROWS_COLUMN, NONNULL_COLUMN)
 
 
 @pytest.fixture
 def datasets(sample: Dataset, edge: Dataset, renamed: Dataset) -> tuple[Dataset, ...]:
     return (sample, edge, renamed)
+
+
+def check_matrix(
+    open_backend: OpenBackend,
+    datasets: tuple[Dataset, ...],
+    family_of: tuple[Operator, str, MissingValueKind],
+    *,
+    with_counts: bool,
+) -> None:
+    """Every anchor x window of every dataset equals the oracle."""
+    for dataset in datasets:
+        backend = open_backend(dataset)
+        family = family_for(dataset.ac, *family_of)
+        for anchor in ANCHORS_OF[dataset.name]:
+            for window in WINDOWS[dataset.name]:
+                request = AggregateRequest(family, anchor, window, with_counts=with_counts)
+                lazy = backend.aggregate(request)
+                assert isinstance(lazy, pl.LazyFrame)
+                context = f"{backend.name} {dataset.name} {family.name} {family.mvt} {anchor} {window}"
+                assert_same_result(lazy.collect(), expected(dataset, request), context=context)
 
 
 @pytest.mark.parametrize("kind", list(MissingValueKind), ids=str)
@@ -115,16 +149,22 @@ def test_aggregate_matches_oracle(
     column: str,
     kind: MissingValueKind,
 ) -> None:
-    for dataset in datasets:
-        backend = open_backend(dataset)
-        family = family_for(dataset.ac, operator, column, kind)
-        for anchor in ANCHORS_OF[dataset.name]:
-            for window in WINDOWS[dataset.name]:
-                request = AggregateRequest(family, anchor, window)
-                lazy = backend.aggregate(request)
-                assert isinstance(lazy, pl.LazyFrame)
-                context = f"{backend.name} {dataset.name} {family.name} {kind} {anchor} {window}"
-                assert_same_result(lazy.collect(), expected(dataset, request), context=context)
+    check_matrix(open_backend, datasets, (operator, column, kind), with_counts=False)
+
+
+@pytest.mark.parametrize("kind", list(MissingValueKind), ids=str)
+@pytest.mark.parametrize(
+    ("operator", "column"), COUNTED_CASES, ids=[f"{o.value}-{c}" for o, c in COUNTED_CASES]
+)
+def test_counts_match_oracle(
+    open_backend: OpenBackend,
+    datasets: tuple[Dataset, ...],
+    operator: Operator,
+    column: str,
+    kind: MissingValueKind,
+) -> None:
+    """``with_counts``: the value as without, plus COUNT(*) and COUNT(raw column) per group."""
+    check_matrix(open_backend, datasets, (operator, column, kind), with_counts=True)
 
 
 def test_request_mvt_overrides_the_family(open_backend: OpenBackend, edge: Dataset) -> None:

@@ -4,13 +4,17 @@ Safe across processes (ARCHITECTURE.md §6), not only threads: every read-then-w
 write transaction, the key is unique in the database, and a publish writes its file under a fresh
 name before the manifest points at it. Readers therefore see either the old file or the new one,
 never a torn one, and a replaced file stays on disk for the grace period.
+
+Day slices are logical: ``publish_slices`` writes the slices of a computed range to ONE file and
+one manifest row per slice points at it (730 one-day files cost 25x one file to read, and 0.7 s to
+fsync). A file is therefore retired only when its last referencing row is replaced or deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -19,14 +23,20 @@ import polars as pl
 import sqlalchemy as sa
 
 from metric_platform.db import create_db_engine, read_transaction, write_transaction
-from metric_platform.engine.store import manifest
-from metric_platform.engine.store.keys import Domain, EntryKey
-from metric_platform.engine.store.layout import entry_dir, new_file_name, write_parquet_atomically
+from metric_platform.engine.store import manifest, reader, slice_manifest
+from metric_platform.engine.store.keys import WHOLE_ENTRY, Domain, EntryKey
+from metric_platform.engine.store.layout import (
+    entry_dir,
+    new_file_name,
+    shared_slices_file,
+    write_parquet_atomically,
+)
 from metric_platform.engine.store.migrations_runner import migrate
-from metric_platform.engine.store.records import Entry, EntryMeta, SweepReport
+from metric_platform.engine.store.records import Entry, EntryMeta, GrainSummary, SweepReport
 from metric_platform.engine.store.schema import engine_entries, engine_meta
+from metric_platform.engine.store.slices import apportion_bytes, plan_slices
 from metric_platform.engine.store.sweeper import sweep
-from metric_platform.errors import InvalidRequestError, StorageError, UnknownNameError
+from metric_platform.errors import InvalidRequestError, UnknownNameError
 
 if TYPE_CHECKING:
     from metric_platform.settings import Settings
@@ -109,24 +119,34 @@ class EntryStore:
         return [manifest.row_to_entry(row, self._data_dir) for row in rows]
 
     def scan(self, entry: Entry) -> pl.LazyFrame:
-        """A LazyFrame over the entry's file; it keeps collecting for the grace period after a replacement."""
-        if not entry.path.is_file():
-            msg = (
-                f"the file of entry {entry.key.describe()} v{entry.version} is missing: {entry.path}. "
-                "It was removed outside the store, or this Entry is older than the grace period; "
-                "get() the entry again, or delete() it so that it is recomputed."
-            )
-            raise StorageError(msg)
-        try:
-            frame = pl.scan_parquet(entry.path)
-            frame.collect_schema()  # reads the footer now, so a corrupt file fails here, named
-        except (pl.exceptions.PolarsError, OSError) as exc:
-            msg = (
-                f"the file of entry {entry.key.describe()} v{entry.version} is unreadable ({entry.path}): "
-                f"{exc}. delete() the entry so that it is recomputed."
-            )
-            raise StorageError(msg) from exc
-        return frame
+        """A LazyFrame over the entry's file; it keeps collecting for the grace period after a replacement.
+
+        For a slice sharing its file with others, this is the WHOLE file: use ``scan_slices``.
+        """
+        return reader.open_entry(entry)
+
+    def list_slices(
+        self, base: EntryKey, *, start: date | None = None, end: date | None = None
+    ) -> list[Entry]:
+        """The slices of ``base`` (a key without slice) whose day is in [start, end], by day; one query."""
+        _require_base(base, "list_slices")
+        with read_transaction(self._engine) as conn:
+            rows = slice_manifest.select_slices(conn, base, start, end)
+        return [manifest.row_to_entry(row, self._data_dir) for row in rows]
+
+    def list_grains(
+        self, ac_name: str, domain: Domain, dataset_id: str
+    ) -> dict[tuple[str, ...], GrainSummary]:
+        """Which anchors (grains) of a dataset are stored, summarised per anchor in one GROUP BY."""
+        with read_transaction(self._engine) as conn:
+            return slice_manifest.grain_summaries(conn, ac_name, domain, dataset_id)
+
+    def scan_slices(self, entries: Sequence[Entry], *, schema: pl.Schema | None = None) -> pl.LazyFrame:
+        """The union of ``entries``' rows, each distinct file scanned once (see ``reader.scan_slices``).
+
+        No entries: an empty frame of ``schema``, or InvalidRequestError without one.
+        """
+        return reader.scan_slices(entries, schema=schema)
 
     def total_bytes(self, ac_name: str, *, evictable_only: bool = False) -> int:
         """Bytes of the AC's current entry files (retired files awaiting deletion are not counted)."""
@@ -178,9 +198,11 @@ class EntryStore:
         # only the acknowledgement lost, and the sweep removes them if no row refers to them.
         published: dict[EntryKey, Entry] = {}
         with write_transaction(self._engine) as conn:
+            manifest.lock_bases(conn, [done.key for done in written])
+            replaced: dict[str, str] = {}
             # A fixed lock order, so that two publish_many calls never deadlock on PostgreSQL.
             for done in sorted(written, key=lambda w: manifest.sort_key(w.key)):
-                row, replaced = manifest.upsert_entry(
+                row, old_path = manifest.upsert_entry(
                     conn,
                     done.key,
                     done.meta,
@@ -189,26 +211,78 @@ class EntryStore:
                     byte_size=done.byte_size,
                     now=now,
                 )
-                if replaced is not None:
-                    manifest.retire_file(conn, done.key.ac_name, replaced, now + self._grace)
+                if old_path is not None:
+                    replaced[old_path] = done.key.ac_name
                 published[done.key] = manifest.row_to_entry(row, self._data_dir)
+            manifest.retire_unreferenced(conn, replaced, now + self._grace)
         return [published[key] for key, _, _ in items]
+
+    def publish_slices(
+        self,
+        base: EntryKey,
+        frame: pl.DataFrame,
+        *,
+        slice_column: str,
+        slices: Sequence[date],
+        meta: EntryMeta | Mapping[date, EntryMeta],
+    ) -> list[Entry]:
+        """Store the slices ``slices`` of ``base`` in ONE file and one manifest row per slice.
+
+        ``frame`` holds every row of those slices; its Date column ``slice_column`` says which
+        slice a row belongs to and must be one of ``slices`` (else InvalidRequestError, nothing
+        written). A slice without rows is recorded too, so the range is not recomputed. ``meta``
+        is shared or given per slice (e.g. a different ``stability_cutoff``). All rows are upserted
+        in one transaction; each row's ``byte_size`` is the file size apportioned by rows. The
+        file holds the rows grouped by slice (stable order within a slice). Returns the entries in
+        the order of ``slices``.
+        """
+        plan = plan_slices(base, frame, slice_column=slice_column, slices=slices, meta=meta)
+        if not plan.days:
+            return []
+        now = self._now()
+        relative = shared_slices_file(base, min(plan.days), max(plan.days), now).as_posix()
+        absolute = self._data_dir.joinpath(*relative.split("/"))
+        size = write_parquet_atomically(plan.frame, absolute)  # unlinks its temp file on failure
+        counts = [plan.row_counts[day] for day in plan.days]
+        rows = [
+            slice_manifest.SliceRow(day.isoformat(), plan.metas[day], count, share)
+            for day, count, share in zip(plan.days, counts, apportion_bytes(size, counts), strict=True)
+        ]
+        self._before_manifest_commit([absolute])
+        # As in publish_many, a failed transaction leaves the file for the orphan sweep.
+        with write_transaction(self._engine) as conn:
+            manifest.lock_bases(conn, [base])
+            stored, replaced = slice_manifest.upsert_slices(
+                conn, base, rows, parquet_path=relative, slice_column=slice_column, now=now
+            )
+            manifest.retire_unreferenced(conn, dict.fromkeys(replaced, base.ac_name), now + self._grace)
+        entries = {str(row.slice_key): manifest.row_to_entry(row, self._data_dir) for row in stored}
+        return [entries[day.isoformat()] for day in plan.days]
 
     def _before_manifest_commit(self, paths: Sequence[Path]) -> None:
         """Hook between writing the files and the manifest transaction; tests simulate a crash here."""
 
     def record_access(self, entries: Sequence[Entry]) -> None:
-        """Mark entries as used now (LRU eviction input); each distinct entry counts once per call."""
+        """Mark entries as used now (LRU eviction input); each distinct entry counts once per call.
+
+        One UPDATE however many entries (on PostgreSQL after one advisory lock per base key).
+        """
         ids = sorted({entry.entry_id for entry in entries})
         if not ids:
             return
         c = engine_entries.c
+        # Integers rendered inline: one statement for any number of slices, with no limit on the
+        # driver's bind parameters (SQLite 32766, psycopg 65535).
+        id_list: sa.BindParameter[list[int]] = sa.bindparam("ids", ids, expanding=True, literal_execute=True)
         statement = (
             sa.update(engine_entries)
-            .where(c.id.in_(ids))
+            .where(c.id.in_(id_list))
             .values(last_access_at=self._now(), access_count=c.access_count + 1)
         )
         with write_transaction(self._engine) as conn:
+            # The base lock orders this multi-row UPDATE after any publish of the same slices,
+            # so the two never lock rows in opposite orders (a deadlock on PostgreSQL).
+            manifest.lock_bases(conn, [entry.key for entry in entries])
             conn.execute(statement)
 
     def delete(self, key: EntryKey, *, force: bool = False) -> bool:
@@ -217,6 +291,7 @@ class EntryStore:
         A pinned entry is deleted only with ``force=True``.
         """
         with write_transaction(self._engine) as conn:
+            manifest.lock_bases(conn, [key])
             row = manifest.select_row(conn, key, for_update=True)
             if row is None:
                 return False
@@ -227,7 +302,8 @@ class EntryStore:
                 )
                 raise InvalidRequestError(msg)
             conn.execute(sa.delete(engine_entries).where(engine_entries.c.id == row.id))
-            manifest.retire_file(conn, key.ac_name, str(row.parquet_path), self._now() + self._grace)
+            owners = {str(row.parquet_path): key.ac_name}
+            manifest.retire_unreferenced(conn, owners, self._now() + self._grace)
         return True
 
     def set_pinned(self, key: EntryKey, pinned: bool) -> None:
@@ -279,6 +355,13 @@ def _check_items(items: Sequence[tuple[EntryKey, pl.DataFrame, EntryMeta]]) -> N
             msg = f"publish_many got {key.describe()} twice; publish each key once per call"
             raise InvalidRequestError(msg)
         seen.add(key)
+
+
+def _require_base(base: EntryKey, what: str) -> None:
+    if not isinstance(base, EntryKey) or base.slice_key != WHOLE_ENTRY:
+        shown = base.describe() if isinstance(base, EntryKey) else repr(base)
+        msg = f"{what} takes the key without a slice, got {shown}; pass key.base"
+        raise InvalidRequestError(msg)
 
 
 def _utc_now() -> datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 
 from metric_platform.errors import InvalidRequestError
@@ -67,6 +67,23 @@ class EntryKey:
     def slice_day(self) -> date | None:
         """The day this slice covers, or None for a whole entry."""
         return date.fromisoformat(self.slice_key) if self.slice_key else None
+
+    @property
+    def base(self) -> EntryKey:
+        """The key without its slice (itself for a whole entry): what ``publish_slices`` takes."""
+        return self.with_slice(None)
+
+    def with_slice(self, day: date | None) -> EntryKey:
+        """This key for the slice starting on ``day`` (None: the whole entry).
+
+        >>> EntryKey("shop", Domain.METRIC, "revenue", ("region",)).with_slice(date(2026, 1, 31)).slice_key
+        '2026-01-31'
+        """
+        if day is not None and (not isinstance(day, date) or isinstance(day, datetime)):
+            msg = f"a slice is a datetime.date, got {day!r}"
+            raise InvalidRequestError(msg)
+        slice_key = WHOLE_ENTRY if day is None else day.isoformat()
+        return EntryKey(self.ac_name, self.domain, self.dataset_id, self.anchor, slice_key)
 
     def describe(self) -> str:
         """A readable name for messages, e.g. ``shop/METRIC/revenue[region,day]@2026-01-31``."""

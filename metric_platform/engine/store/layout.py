@@ -4,6 +4,10 @@ Layout (seed 003 §3.4, one directory level per key part; file names are never r
 
     <data_dir>/<ac>/<domain>/<dataset_id>/anchor=<signature>/<day or _all>/<utc>-<uuid>.parquet
 
+Slices published together share one file (``publish_slices``), named by the days it covers::
+
+    .../anchor=<signature>/_slices/<first day>_<last day>-<utc>-<uuid>.parquet
+
 Paths in the manifest are relative to the data dir and use "/" so that a manifest on a shared
 database stays valid on every host that mounts the same data dir.
 """
@@ -14,7 +18,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path, PurePosixPath
 
 import polars as pl
@@ -25,6 +29,7 @@ from metric_platform.errors import InvalidRequestError, StorageError
 PARQUET_SUFFIX = ".parquet"
 TEMP_MARKER = ".tmp-"
 WHOLE_DIR = "_all"
+SHARED_DIR = "_slices"
 # Directory names are limited to 255 bytes; very wide anchors get a stable hashed name instead.
 _MAX_ANCHOR_DIR = 120
 
@@ -36,6 +41,12 @@ def entry_dir(key: EntryKey) -> PurePosixPath:
         signature = "h-" + hashlib.sha256(signature.encode()).hexdigest()[:32]
     slice_dir = key.slice_key or WHOLE_DIR
     return PurePosixPath(key.ac_name, key.domain.value, key.dataset_id, f"anchor={signature}", slice_dir)
+
+
+def shared_slices_file(base: EntryKey, first: date, last: date, now: datetime) -> PurePosixPath:
+    """A fresh path (relative to the data dir) for one file holding the slices first..last of ``base``."""
+    name = f"{first.isoformat()}_{last.isoformat()}-{new_file_name(now)}"
+    return entry_dir(base).with_name(SHARED_DIR) / name
 
 
 def new_file_name(now: datetime) -> str:

@@ -2,11 +2,18 @@
 
 Read-then-write statements lock what they read (``FOR UPDATE``; a no-op under SQLite's
 ``BEGIN IMMEDIATE``), so concurrent publishers of one key serialise instead of losing a file.
+
+Files may be shared by the slices of one base key (``publish_slices``), so a file is retired only
+when no row references it any more. Every writer first takes ``lock_bases`` for the base keys it
+touches: on PostgreSQL that serialises the writers of one base key, so "is this path still
+referenced?" cannot race with another writer replacing the file's other slices.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +46,52 @@ def key_condition(key: EntryKey) -> sa.ColumnElement[bool]:
     )
 
 
+def base_condition(key: EntryKey) -> sa.ColumnElement[bool]:
+    """Rows of ``key``'s base key: the whole entry and every slice of (ac, domain, dataset, anchor)."""
+    c = engine_entries.c
+    return sa.and_(
+        c.ac_name == key.ac_name,
+        c.domain == key.domain.value,
+        c.dataset_id == key.dataset_id,
+        c.anchor_signature == key.anchor_signature,
+    )
+
+
+def lock_bases(conn: Connection, keys: Iterable[EntryKey]) -> None:
+    """Serialise the writers of these keys' base keys until commit (PostgreSQL; SQLite already is).
+
+    Locks are taken in one sorted order, so two writers of several base keys never deadlock.
+    """
+    if conn.dialect.name != "postgresql":
+        return  # BEGIN IMMEDIATE already gives the writer the whole database
+    for lock_id in sorted({_base_lock_id(key) for key in keys}):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+def retire_unreferenced(conn: Connection, owners: Mapping[str, str], delete_after: datetime) -> list[str]:
+    """Queue for deletion the files of ``owners`` (path -> AC) that no row references any more.
+
+    Call it after the transaction's row changes; returns the paths it retired.
+    """
+    paths = sorted(owners)
+    if not paths:
+        return []
+    path = engine_entries.c.parquet_path
+    query = sa.select(path).distinct().where(path.in_(paths))
+    still_referenced = {str(p) for p in conn.execute(query).scalars()}
+    retired = [p for p in paths if p not in still_referenced]
+    if retired:
+        pending = engine_pending_deletions
+        # A path already pending (only if a writer skipped these rules) restarts its grace.
+        insert = dialect_insert(conn, pending)
+        insert = insert.on_conflict_do_update(
+            index_elements=[pending.c.path], set_={"delete_after": insert.excluded.delete_after}
+        )
+        values = [{"path": p, "ac_name": owners[p], "delete_after": delete_after} for p in retired]
+        conn.execute(insert, values)
+    return retired
+
+
 def select_row(conn: Connection, key: EntryKey, *, for_update: bool = False) -> Row[Any] | None:
     query = sa.select(engine_entries).where(key_condition(key))
     if for_update:
@@ -60,7 +113,7 @@ def upsert_entry(
 
     A replacement keeps the row id, access count and an existing pin, and bumps the version.
     """
-    content = _content_values(meta, parquet_path=parquet_path, row_count=row_count, byte_size=byte_size)
+    content = content_values(meta, parquet_path=parquet_path, row_count=row_count, byte_size=byte_size)
     for _ in range(_UPSERT_ATTEMPTS):
         old = select_row(conn, key, for_update=True)
         if old is not None:
@@ -73,9 +126,8 @@ def upsert_entry(
             }
             conn.execute(sa.update(engine_entries).where(engine_entries.c.id == old.id).values(**values))
             return _reselect(conn, key), str(old.parquet_path)
-        key_values = {name: value for name, value in zip(KEY_COLUMNS, _key_values(key), strict=True)}
-        insert = _dialect_insert(conn, engine_entries).values(
-            **key_values,
+        insert = dialect_insert(conn, engine_entries).values(
+            **key_values(key),
             **content,
             version=1,
             materialized_at=now,
@@ -96,15 +148,8 @@ def upsert_entry(
     raise StorageError(msg)
 
 
-def retire_file(conn: Connection, ac_name: str, path: str, delete_after: datetime) -> None:
-    """Queue a file for deletion once no LazyFrame planned before can still be reading it."""
-    conn.execute(
-        sa.insert(engine_pending_deletions).values(path=path, ac_name=ac_name, delete_after=delete_after)
-    )
-
-
 def upsert_meta(conn: Connection, ac_name: str, key: str, value: str) -> None:
-    insert = _dialect_insert(conn, engine_meta).values(ac_name=ac_name, key=key, value=value)
+    insert = dialect_insert(conn, engine_meta).values(ac_name=ac_name, key=key, value=value)
     conn.execute(insert.on_conflict_do_update(index_elements=["ac_name", "key"], set_={"value": value}))
 
 
@@ -136,6 +181,8 @@ def row_to_entry(row: Row[Any], data_dir: Path) -> Entry:
         last_access_at=row.last_access_at,
         access_count=int(row.access_count),
         meta=meta,
+        slice_column=row.slice_column,
+        file_slice_count=None if row.file_slice_count is None else int(row.file_slice_count),
     )
 
 
@@ -144,13 +191,35 @@ def sort_key(key: EntryKey) -> tuple[str, str, str, str, str]:
     return _key_values(key)
 
 
+def key_values(key: EntryKey) -> dict[str, str]:
+    """The key columns of ``key``'s row, by column name."""
+    return dict(zip(KEY_COLUMNS, _key_values(key), strict=True))
+
+
 def _key_values(key: EntryKey) -> tuple[str, str, str, str, str]:
     return (key.ac_name, key.domain.value, key.dataset_id, key.anchor_signature, key.slice_key)
 
 
-def _content_values(meta: EntryMeta, *, parquet_path: str, row_count: int, byte_size: int) -> dict[str, Any]:
+def _base_lock_id(key: EntryKey) -> int:
+    # A signed 64-bit advisory-lock id; a collision only serialises two unrelated base keys.
+    text = "\0".join(("engine_base", key.ac_name, key.domain.value, key.dataset_id, key.anchor_signature))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big", signed=True)
+
+
+def content_values(
+    meta: EntryMeta,
+    *,
+    parquet_path: str,
+    row_count: int,
+    byte_size: int,
+    slice_column: str | None = None,
+    file_slice_count: int | None = None,
+) -> dict[str, Any]:
+    """The non-key columns a publish writes (a replacement overwrites every one of them)."""
     return {
         "parquet_path": parquet_path,
+        "slice_column": slice_column,
+        "file_slice_count": file_slice_count,
         "operator": meta.operator,
         "partition_invariant": meta.partition_invariant,
         "mvt": meta.mvt,
@@ -172,7 +241,7 @@ def _reselect(conn: Connection, key: EntryKey) -> Row[Any]:
     return row
 
 
-def _dialect_insert(conn: Connection, table: sa.Table) -> Any:
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
     # Both dialects' INSERT constructs share the on_conflict_* API; SQLAlchemy Core has no generic one.
     name = conn.dialect.name
     if name == "postgresql":

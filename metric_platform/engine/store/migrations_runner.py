@@ -33,6 +33,11 @@ def migrate(engine: Engine) -> None:
     _run(engine, "upgrade", "head")
 
 
+def upgrade(engine: Engine, revision: str) -> None:
+    """Upgrade the engine tables to ``revision`` (not necessarily the newest). For tests and operators."""
+    _run(engine, "upgrade", revision)
+
+
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Downgrade the engine tables (``"base"`` drops them all). For tests and operators."""
     _run(engine, "downgrade", revision)

@@ -58,6 +58,11 @@ class Entry:
 
     A replacement gets a new file and a higher ``version``; the old file stays readable for the
     store's grace period, so a LazyFrame planned from an older Entry still collects.
+
+    Slices published together (``EntryStore.publish_slices``) share ``path``: ``slice_column``
+    names the file's Date column that tells the slices apart, ``file_slice_count`` how many slices
+    the file was written with, and ``byte_size`` is the file's size apportioned by rows. Both are
+    None for a file of its own.
     """
 
     key: EntryKey
@@ -70,10 +75,30 @@ class Entry:
     last_access_at: datetime
     access_count: int
     meta: EntryMeta
+    slice_column: str | None = None
+    file_slice_count: int | None = None
 
     @property
     def pinned(self) -> bool:
         return self.meta.pinned
+
+
+@dataclass(frozen=True)
+class GrainSummary:
+    """What the manifest holds for one anchor (grain) of a dataset, from ``EntryStore.list_grains``.
+
+    ``total_rows`` counts the slices' rows; the whole entry's are ``whole_rows`` (0 without one).
+    ``first_day``/``last_day`` are the first and last slice days (None without slices); the slices
+    between them need not be contiguous (``list_slices`` tells which exist).
+    """
+
+    anchor: tuple[str, ...]
+    slice_count: int
+    first_day: date | None
+    last_day: date | None
+    total_rows: int
+    has_whole_entry: bool
+    whole_rows: int
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,16 @@ engine_entries = sa.Table(
     sa.Column("access_count", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("verification_level", sa.String(16)),
     sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Revision 0002: slices written together share one file. slice_column names the file's Date
+    # column to filter on; file_slice_count is how many slices the file was written with, so a
+    # reader asking for all of them can skip the filter. Both NULL for a one-key file.
+    sa.Column("slice_column", sa.String(255)),
+    sa.Column("file_slice_count", sa.Integer),
     sa.UniqueConstraint(*KEY_COLUMNS, name="uq_engine_entries_key"),
     sa.Index("ix_engine_entries_dataset", "ac_name", "domain", "dataset_id"),
     sa.Index("ix_engine_entries_access", "ac_name", "last_access_at"),
+    # "Does any row still reference this file?" is asked on every replacement (revision 0002).
+    sa.Index("ix_engine_entries_path", "parquet_path"),
 )
 
 # Files retired by a replacement or deletion; deleted after the grace period so that a LazyFrame

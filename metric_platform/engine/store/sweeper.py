@@ -1,11 +1,12 @@
 """Removing files no entry needs any more: retired files past their grace, and crash orphans.
 
 A retired file is deleted only after ``delete_after`` so that a LazyFrame planned from the old
-entry still collects. An orphan (a file no manifest row or pending row names: a publish that
-crashed before its manifest commit, or a sweep that crashed between its commit and the unlink) is
-deleted only when older than the grace period, and never younger than ``MIN_ORPHAN_AGE`` however
-small the grace: a younger file may belong to a publish whose manifest commit is still under way.
-"""
+entry still collects. A file that any manifest row references is never deleted, not even when it
+is pending: slices share files (``publish_slices``), and a pending row must never outrun a
+reference. An orphan (a file no manifest row or pending row names: a publish that crashed before
+its manifest commit, or a sweep that crashed between its commit and the unlink) is deleted only
+when older than the grace period, and never younger than ``MIN_ORPHAN_AGE`` however small the
+grace: a younger file may belong to a publish whose manifest commit is still under way."""
 
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def _delete_due_pending(
     engine: Engine, data_dir: Path, *, now: datetime, ac_name: str | None
 ) -> tuple[int, int]:
     pending = engine_pending_deletions
-    condition = pending.c.delete_after <= now
+    referenced = sa.exists().where(engine_entries.c.parquet_path == pending.c.path)
+    condition = sa.and_(pending.c.delete_after <= now, ~referenced)
     if ac_name is not None:
         condition = sa.and_(condition, pending.c.ac_name == ac_name)
     # DELETE ... RETURNING: of two concurrent sweepers only the one that removed a row unlinks its
@@ -82,7 +84,7 @@ def _delete_orphans(
 
 
 def _referenced_paths(engine: Engine, ac_name: str | None) -> set[str]:
-    entries_query = sa.select(engine_entries.c.parquet_path)
+    entries_query = sa.select(engine_entries.c.parquet_path).distinct()  # slices share paths
     pending_query = sa.select(engine_pending_deletions.c.path)
     if ac_name is not None:
         entries_query = entries_query.where(engine_entries.c.ac_name == ac_name)

@@ -85,3 +85,48 @@ def publish_and_read_worker(manifest_url: str, data_dir: str, ac_name: str, work
                 entry = store.get(k)
                 assert entry is not None, f"{k} vanished"
                 assert_frame_equal(store.scan(entry).collect(), frame_for(k))
+
+
+# -- slices ------------------------------------------------------------------------------------
+
+SLICE_START = date(2026, 1, 1)
+SLICE_SCHEMA = pl.Schema({"region": pl.String, "day": pl.Date, "value": pl.Float64})
+
+
+def days(first: int, count: int) -> list[date]:
+    """``count`` consecutive days from SLICE_START + ``first`` days."""
+    return [SLICE_START + timedelta(days=first + i) for i in range(count)]
+
+
+def day_rows(day: date, rows: int | None = None) -> pl.DataFrame:
+    """The deterministic rows of one day's slice; by default 0-3 rows, so some days are empty."""
+    n = day.toordinal() % 4 if rows is None else rows
+    return pl.DataFrame(
+        {
+            "region": [f"r{(day.toordinal() + i) % 5}" for i in range(n)],
+            "day": [day] * n,
+            "value": [float(day.toordinal() * 10 + i) for i in range(n)],
+        },
+        schema=SLICE_SCHEMA,
+    )
+
+
+def slice_frame(slice_days: Sequence[date], rows: int | None = None) -> pl.DataFrame:
+    return pl.concat([day_rows(day, rows) for day in slice_days]) if slice_days else SLICE_SCHEMA.to_frame()
+
+
+def slice_base(ac_name: str, anchor: tuple[str, ...] = ("region", "day")) -> EntryKey:
+    return key(ac_name, "revenue", anchor)
+
+
+def publish_slices_worker(manifest_url: str, data_dir: str, ac_name: str, worker: int, rounds: int) -> None:
+    """Publish an overlapping 12-day range (days 4w..4w+11) ``rounds`` times; verify each read-back."""
+    base = slice_base(ac_name)
+    mine = days(4 * worker, 12)
+    with EntryStore(manifest_url, Path(data_dir), clock=lambda: datetime.now(UTC)) as store:
+        for _ in range(rounds):
+            store.publish_slices(base, slice_frame(mine), slice_column="day", slices=mine, meta=meta())
+            listed = store.list_slices(base, start=mine[0], end=mine[-1])
+            assert [e.key.slice_day for e in listed] == mine, "a slice of the range is missing"
+            got = store.scan_slices(listed).collect().sort("day", "value")
+            assert_frame_equal(got, slice_frame(mine).sort("day", "value"))

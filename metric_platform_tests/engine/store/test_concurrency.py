@@ -11,15 +11,19 @@ import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
 from metric_platform.engine.store import EntryStore
-from metric_platform.engine.store.schema import engine_pending_deletions
+from metric_platform.engine.store.schema import engine_entries, engine_pending_deletions
 from metric_platform_tests.engine.store._support import (
     CRASH_EXIT_CODE,
     concurrent_keys,
     crash_publish_worker,
+    day_rows,
+    days,
     frame_for,
     key,
     meta,
     publish_and_read_worker,
+    publish_slices_worker,
+    slice_base,
 )
 from metric_platform_tests.engine.store.conftest import FakeClock
 from metric_platform_tests.engine.store.test_entry_store import PAST_ORPHAN_AGE
@@ -78,3 +82,37 @@ def test_concurrent_publishers_of_the_same_keys_end_with_one_readable_row_per_ke
     assert retired == len(keys) * (WORKERS * ROUNDS - 1)
     on_disk = {p for p in (data_dir / ac_name).rglob("*") if p.is_file()}
     assert {e.path for e in entries} <= on_disk and len(on_disk) == len(keys) * WORKERS * ROUNDS
+
+
+def test_concurrent_publishers_of_overlapping_slice_ranges_lose_no_slice_and_retire_files_exactly(
+    manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore]
+) -> None:
+    # Worker w publishes days 4w..4w+11, so most days are written by two or three workers at once.
+    args = [(manifest_url, str(data_dir), ac_name, worker, ROUNDS) for worker in range(WORKERS)]
+    assert _run(publish_slices_worker, args) == [0] * WORKERS
+
+    store = make_store()
+    base = slice_base(ac_name)
+    union = days(0, 4 * (WORKERS - 1) + 12)
+    slices = store.list_slices(base)
+    assert [e.key.slice_day for e in slices] == union, "one row per slice"
+    for i, entry in enumerate(slices):
+        writers = sum(1 for w in range(WORKERS) if 4 * w <= i < 4 * w + 12)
+        assert entry.version == writers * ROUNDS, f"day {i}: every publish replaced the last, none was lost"
+        assert entry.row_count == day_rows(union[i]).height
+        assert_frame_equal(store.scan_slices([entry]).collect(), day_rows(union[i]))
+
+    # A file is retired exactly when no row references it: never both, never neither.
+    with store._engine.connect() as conn:
+        entries_query = sa.select(engine_entries.c.parquet_path).where(engine_entries.c.ac_name == ac_name)
+        referenced = {str(p) for p in conn.execute(entries_query).scalars()}
+        pending_query = sa.select(engine_pending_deletions.c.path).where(
+            engine_pending_deletions.c.ac_name == ac_name
+        )
+        retired = {str(p) for p in conn.execute(pending_query).scalars()}
+    on_disk = {
+        p.relative_to(data_dir.resolve()).as_posix()
+        for p in (data_dir / ac_name).resolve().rglob("*.parquet")
+    }
+    assert not referenced & retired, "a file still read by a slice was retired"
+    assert on_disk == referenced | retired and len(on_disk) == WORKERS * ROUNDS, "a replaced file leaked"

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 import metric_platform
 from metric_platform.db import create_db_engine, write_transaction
+from metric_platform.engine.store import EntryStore
 from metric_platform.engine.store.migrations_runner import (
     MIGRATIONS_DIR,
     VERSION_TABLE,
@@ -22,9 +23,11 @@ from metric_platform.engine.store.migrations_runner import (
     downgrade,
     head_revision,
     migrate,
+    upgrade,
 )
 from metric_platform.engine.store.schema import metadata
 from metric_platform.errors import StorageError
+from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_base, slice_frame
 
 ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -77,6 +80,69 @@ def test_upgrade_downgrade_upgrade_and_agreement_with_schema_module(fresh_url: s
         migrate(engine)  # idempotent
         assert current_revision(engine) == head_revision()
         assert _schema_diff(engine) == []
+    finally:
+        engine.dispose()
+
+
+def _entry_columns(engine: sa.Engine) -> set[str]:
+    return {column["name"] for column in sa.inspect(engine).get_columns("engine_entries")}
+
+
+def _count_entries(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM engine_entries")).scalar_one())
+
+
+def test_0001_to_0002_keeps_entries_and_downgrade_forgets_only_shared_slices(
+    fresh_url: str, tmp_path: Path
+) -> None:
+    engine = create_db_engine(fresh_url)
+    try:
+        upgrade(engine, "0001")
+        assert current_revision(engine) == "0001"
+        assert {"slice_column", "file_slice_count"}.isdisjoint(_entry_columns(engine))
+        with write_transaction(engine) as conn:  # a row as code at 0001 wrote it
+            conn.execute(
+                sa.text(
+                    "INSERT INTO engine_entries (ac_name, domain, dataset_id, anchor_signature, slice_key, "
+                    "version, parquet_path, family_fingerprint, source_schemas, row_count, byte_size, "
+                    "materialized_at, last_access_at) VALUES ('old', 'METRIC', 'revenue', 'region', '', 1, "
+                    "'old/f.parquet', 'fp-1', '[]', 3, 10, :now, :now)"
+                ),
+                {"now": "2026-01-01 00:00:00"},
+            )
+
+        upgrade(engine, "0002")
+        assert {"slice_column", "file_slice_count"} <= _entry_columns(engine)
+        ac = f"m{uuid.uuid4().hex[:8]}"
+        with EntryStore(fresh_url, tmp_path / "data") as store:
+            old = store.get(key("old"))
+            assert old is not None and (old.row_count, old.slice_column, old.file_slice_count) == (
+                3,
+                None,
+                None,
+            )
+            two = days(0, 2)
+            store.publish_slices(
+                slice_base(ac), slice_frame(two, rows=1), slice_column="day", slices=two, meta=meta()
+            )
+            single = store.publish(key(ac, "single", slice_key="2026-01-01"), frame_for(key(ac)), meta())
+        assert _count_entries(engine) == 4
+
+        downgrade(engine, "0001")
+        assert current_revision(engine) == "0001"
+        assert {"slice_column", "file_slice_count"}.isdisjoint(_entry_columns(engine))
+        with engine.connect() as conn:
+            kept = conn.execute(
+                sa.text("SELECT parquet_path FROM engine_entries ORDER BY parquet_path")
+            ).scalars()
+            assert sorted(kept) == sorted(
+                ["old/f.parquet", single.path.relative_to(tmp_path / "data").as_posix()]
+            )
+
+        migrate(engine)
+        assert current_revision(engine) == head_revision() and _schema_diff(engine) == []
+        assert _count_entries(engine) == 2
     finally:
         engine.dispose()
 

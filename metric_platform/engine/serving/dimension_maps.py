@@ -1,0 +1,101 @@
+"""Dimension maps for non-time FD edges (store -> region), verified on the data and memoized.
+
+A rollup along a non-time edge joins the map ``finer -> coarser`` read from a schema that binds
+both dimensions. The edge is declared in the AC, but a declaration is not a fact: before the first
+use the map is checked (each finer value has exactly one coarser value), so a violated edge is a
+typed error naming the offending keys, never a silently fanned-out sum. The verified map is kept
+in the store's QM domain (``fd_map``), keyed by the schema's fingerprint.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from metric_platform.backends.protocol import DataAPIBackend
+from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain, EntryKey
+from metric_platform.engine.store.records import EntryMeta
+from metric_platform.errors import UserError
+from metric_platform.semantics.fd_dag import FDEdge
+from metric_platform.semantics.fingerprint import schema_fingerprint
+from metric_platform.semantics.spec import AnalyticalContext
+
+DATASET = "fd_map"
+_SHOWN = 5
+
+
+class FDViolationError(UserError):
+    """A declared FD edge does not hold on the data."""
+
+
+def map_schema(ac: AnalyticalContext, edge: FDEdge) -> str | None:
+    """A schema binding both dimensions of ``edge`` directly, or None."""
+    finer, coarser = ac.dimension(edge.finer), ac.dimension(edge.coarser)
+    for schema in finer.columns:
+        if schema in coarser.columns:
+            return schema
+    return None
+
+
+def verify(frame: pl.DataFrame, edge: FDEdge, schema: str) -> None:
+    """Raise FDViolationError when some finer value maps to several coarser values (NULL counts)."""
+    bad = (
+        frame.group_by(edge.finer)
+        .agg(pl.col(edge.coarser).unique().sort(nulls_last=True).alias("values"))
+        .filter(pl.col("values").list.len() > 1)
+        .sort(edge.finer, nulls_last=True)
+    )
+    if bad.is_empty():
+        return
+    shown = "; ".join(
+        f"{row[edge.finer]!r} -> {', '.join(repr(v) for v in row['values'])}"
+        for row in bad.head(_SHOWN).to_dicts()
+    )
+    more = f" (and {bad.height - _SHOWN} more)" if bad.height > _SHOWN else ""
+    msg = (
+        f"the declared FD edge {edge.finer} -> {edge.coarser} does not hold in schema {schema!r}: "
+        f"{bad.height} {edge.finer} value(s) have several {edge.coarser} values: {shown}{more}; "
+        f"fix the data or remove the edge [{edge.finer}, {edge.coarser}] from fd_edges"
+    )
+    raise FDViolationError(msg)
+
+
+class DimensionMaps:
+    def __init__(self, ac: AnalyticalContext, store: EntryStore) -> None:
+        self.ac = ac
+        self.store = store
+
+    def get(self, edge: FDEdge, *, backend: DataAPIBackend) -> pl.LazyFrame:
+        schema = map_schema(self.ac, edge)
+        if schema is None:
+            msg = f"no schema binds both {edge.finer} and {edge.coarser}; this edge cannot be rolled along"
+            raise FDViolationError(msg)
+        key = EntryKey(self.ac.name, Domain.QM, DATASET, (edge.finer, edge.coarser))
+        fingerprint = schema_fingerprint(self.ac, schema)
+        entry = self.store.get(key)
+        if entry is not None and entry.meta.family_fingerprint == fingerprint:
+            return self.store.scan(entry)
+        finer_col = self.ac.dimension(edge.finer).columns[schema]
+        coarser_col = self.ac.dimension(edge.coarser).columns[schema]
+        frame = (
+            backend.extract_to_lazyframe(schema)
+            .select(pl.col(finer_col).alias(edge.finer), pl.col(coarser_col).alias(edge.coarser))
+            .unique()
+            .sort(edge.finer, edge.coarser, nulls_last=True)
+            .collect()
+        )
+        verify(frame, edge, schema)
+        meta = EntryMeta(
+            operator=None,
+            partition_invariant=None,
+            mvt=None,
+            imputation_value=None,
+            family_fingerprint=fingerprint,
+            source_schemas=(schema,),
+            source_filter=None,
+            stability_cutoff=None,
+            verification_level=self.ac.schema(schema).verification_level.value,
+            source_fingerprint=None,
+        )
+        self.store.publish(key, frame, meta)
+        return frame.lazy()

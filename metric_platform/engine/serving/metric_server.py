@@ -1,0 +1,458 @@
+"""The METRIC domain's serve (seed 003 §4.1, §5, §9): exact entry, rollup from a finer entry along
+the FD-DAG, or one backend aggregate — memoized per time slice.
+
+Slices: a result at a grain with a time dimension is memoized per bucket of that dimension (a day,
+a month, ...), keyed by the bucket's first day; one computed range is one file. A request over a
+window reads the memoized slices and computes only what is missing, in one backend call over the
+missing range. Buckets only partly inside the window are served, flagged partial, never memoized.
+Results at grains without a time dimension are computed from day slices (fetched at the grain plus
+``day`` on a miss) and never memoized themselves: their value depends on the window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN, result_schema
+from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
+from metric_platform.engine.serving.buckets import Bucket, buckets, hull, is_aligned, partition_window
+from metric_platform.engine.serving.dimension_maps import DimensionMaps, map_schema
+from metric_platform.engine.serving.entry_meta import metric_meta, verification_level
+from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup, rollup
+from metric_platform.engine.serving.types import (
+    FDStep,
+    PathKind,
+    Provenance,
+    Rejection,
+    Served,
+    ServingPath,
+)
+from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain, EntryKey
+from metric_platform.engine.store.records import Entry
+from metric_platform.errors import InvalidRequestError
+from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
+from metric_platform.semantics.types import MissingValueTreatment, TimeGrain
+
+log = logging.getLogger(__name__)
+
+_COUNTS = (ROWS_COLUMN, NONNULL_COLUMN)
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A memoized grain able to serve the request, with the slices it would read."""
+
+    anchor: Grain
+    slices: tuple[Entry, ...]
+    derivations: tuple[Derivation, ...] | None  # None: exact
+
+    @property
+    def rows(self) -> int:
+        return sum(e.row_count for e in self.slices)
+
+
+class MetricServer:
+    def __init__(
+        self,
+        ac: AnalyticalContext,
+        store: EntryStore,
+        *,
+        entry_byte_cap: int,
+        today: Callable[[], dt.date] = dt.date.today,
+    ) -> None:
+        self.ac = ac
+        self.store = store
+        self.entry_byte_cap = entry_byte_cap
+        self.today = today
+        self.maps = DimensionMaps(ac, store)
+        self.recommendations: list[str] = []
+
+    # -- public --------------------------------------------------------------------------------
+    def serve(
+        self,
+        family_name: str,
+        anchor: Grain,
+        *,
+        backend: DataAPIBackend,
+        window: DateWindow | None = None,
+        mvt: MissingValueTreatment | None = None,
+        pin: bool = False,
+        recompute: bool = False,
+    ) -> Served:
+        family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
+        override = treatment != family.mvt
+        rejections: tuple[Rejection, ...] = ()
+        option: _Option | None = None
+        if not override and not recompute:
+            option, rejections = self._choose(family, target, window)
+        if option is not None and option.derivations is None:
+            served = self._exact(family, target, window, option, backend)
+        elif option is not None:
+            served = self._rollup(family, target, window, option, backend, pin=pin)
+        else:
+            served = self._backend(
+                family, target, window, treatment, backend, pin=pin, memoize=not override, recompute=recompute
+            )
+        frame = served.frame.select([*anchor, family.name])
+        return Served(frame, served.provenance, rejections)
+
+    def explain(
+        self,
+        family_name: str,
+        anchor: Grain,
+        *,
+        window: DateWindow | None = None,
+        mvt: MissingValueTreatment | None = None,
+    ) -> tuple[PathKind, Grain, tuple[Rejection, ...]]:
+        """The path a serve would take now, and why every other memoized grain was not used."""
+        family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
+        if treatment != family.mvt:
+            return (
+                PathKind.BACKEND,
+                target,
+                (Rejection(target, "a missing-value override is never memoized"),),
+            )
+        option, rejections = self._choose(family, target, window)
+        if option is None:
+            return PathKind.BACKEND, self._fetch_grain(family, target), rejections
+        kind = PathKind.EXACT if option.derivations is None else PathKind.ROLLUP
+        return kind, option.anchor, rejections
+
+    def default_window(self) -> DateWindow:
+        return partition_window(self.ac, self.today())
+
+    # -- resolution and choice -----------------------------------------------------------------
+    def _resolve(
+        self, name: str, anchor: Grain, window: DateWindow | None, mvt: MissingValueTreatment | None
+    ) -> tuple[MetricFamily, Grain, DateWindow, MissingValueTreatment]:
+        family = self.ac.family(name)
+        if len(set(anchor)) != len(anchor):
+            msg = f"anchor ({', '.join(anchor)}) repeats a dimension; list each once"
+            raise InvalidRequestError(msg)
+        target = self.ac.canonical_grain(anchor)
+        self.ac.bindings(family.root_schema, target)  # unreachable dimensions fail before any I/O
+        if len(self._time_dims(target)) > 1:
+            msg = f"anchor ({', '.join(anchor)}) holds several time dimensions; keep the one you want"
+            raise InvalidRequestError(msg)
+        return family, target, window or self.default_window(), mvt if mvt is not None else family.mvt
+
+    def _time_dims(self, grain: Grain) -> list[tuple[str, TimeGrain]]:
+        return [(d, tg) for d in grain if (tg := self.ac.dimension(d).time_grain) is not None]
+
+    def _time_grain(self, grain: Grain) -> TimeGrain | None:
+        dims = self._time_dims(grain)
+        return dims[0][1] if dims else None
+
+    def _fetch_grain(self, family: MetricFamily, target: Grain) -> Grain:
+        """The grain a miss is fetched at: the target, or the target plus ``day`` when it has no
+        time dimension and the operator rolls up (so the day slices serve later windows too)."""
+        if self._time_grain(target) is not None or not family.operator.partition_invariant:
+            return target
+        day = self.ac.day_dimension
+        assert day is not None  # validated: every family reaches a day dimension
+        return self.ac.canonical_grain([*target, day])
+
+    def _base(self, family: MetricFamily, grain: Grain) -> EntryKey:
+        return EntryKey(self.ac.name, Domain.METRIC, family.name, grain)
+
+    def _valid_slices(self, family: MetricFamily, grain: Grain, window: DateWindow) -> dict[dt.date, Entry]:
+        tg = self._time_grain(grain)
+        assert tg is not None
+        found = self.store.list_slices(
+            self._base(family, grain), start=tg.bucket_start(window.start), end=window.end
+        )
+        return {
+            e.key.slice_day: e
+            for e in found
+            if e.key.slice_day is not None
+            and e.meta.family_fingerprint == family.fingerprint
+            and e.meta.mvt == family.mvt.kind.value
+        }
+
+    def _choose(
+        self, family: MetricFamily, target: Grain, window: DateWindow
+    ) -> tuple[_Option | None, tuple[Rejection, ...]]:
+        rejections: list[Rejection] = []
+        options: list[_Option] = []
+        grains = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name)) | {target}
+        for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
+            option_or_reason = self._consider(family, grain, target, window)
+            if isinstance(option_or_reason, str):
+                if grain != target or option_or_reason:
+                    rejections.append(Rejection(grain, option_or_reason))
+            else:
+                options.append(option_or_reason)
+        exact = [o for o in options if o.derivations is None]
+        if exact:
+            return exact[0], tuple(rejections)
+        if options:
+            best = min(options, key=lambda o: (o.rows, len(o.anchor)))
+            rejections += [
+                Rejection(o.anchor, f"covers the window but costs {o.rows} rows (chose {best.rows})")
+                for o in options
+                if o is not best
+            ]
+            return best, tuple(rejections)
+        return None, tuple(rejections)
+
+    def _consider(
+        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow
+    ) -> _Option | str:
+        tg = self._time_grain(grain)
+        if tg is None:
+            return "no time slices at this grain (results without a time dimension are not memoized)"
+        derivations: tuple[Derivation, ...] | None = None
+        if grain != target:
+            if not family.operator.partition_invariant:
+                return f"{family.operator} is not partition-invariant: its entries serve only their own grain"
+            derivations = plan_rollup(self.ac, grain, target)
+            if derivations is None:
+                missing = self.ac.fd_dag.unreachable(grain, target)
+                return f"not finer: nothing in ({', '.join(grain)}) determines {', '.join(missing)}"
+            for edge in map_edges(derivations):
+                if map_schema(self.ac, edge) is None:
+                    return f"FD edge {edge.finer}->{edge.coarser} has no schema binding both to roll along"
+        if not is_aligned(tg, window):
+            return f"the window {window.start}..{window.end} is not made of whole {tg.value}s"
+        needed = buckets(tg, window)
+        slices = self._valid_slices(family, grain, window)
+        present = [slices[b.start] for b in needed if b.start in slices]
+        if len(present) < len(needed):
+            if grain == target and not present:
+                return ""  # nothing memoized at the target: not worth a line in explain
+            return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
+        return _Option(grain, tuple(present), derivations)
+
+    # -- execution -----------------------------------------------------------------------------
+    def _exact(
+        self,
+        family: MetricFamily,
+        target: Grain,
+        window: DateWindow,
+        option: _Option,
+        backend: DataAPIBackend,
+    ) -> Served:
+        self.store.record_access(option.slices)
+        frame = self.store.scan_slices(option.slices).drop(_COUNTS)
+        path = ServingPath(
+            PathKind.EXACT,
+            family.name,
+            family.operator,
+            target,
+            target,
+            window=window,
+            slices_read=len(option.slices),
+            source_rows=option.rows,
+        )
+        return Served(frame, self._provenance(family, path, backend, option.slices, ()))
+
+    def _rollup(
+        self,
+        family: MetricFamily,
+        target: Grain,
+        window: DateWindow,
+        option: _Option,
+        backend: DataAPIBackend,
+        *,
+        pin: bool,
+    ) -> Served:
+        assert option.derivations is not None
+        self.store.record_access(option.slices)
+        maps = {edge: self.maps.get(edge, backend=backend) for edge in map_edges(option.derivations)}
+        rolled = rollup(
+            self.store.scan_slices(option.slices),
+            derivations=option.derivations,
+            maps=maps,
+            operator=family.operator,
+            treatment=family.mvt.kind,
+            value=family.name,
+        ).collect()
+        steps = tuple(
+            FDStep(e.finer, e.coarser, "calendar" if d.time_grain is not None else "dimension map")
+            for d in option.derivations
+            for e in d.edges
+        )
+        partial = self._partial(target, window)
+        memoized = False
+        # Rollups are cheap; only declared-hot (cache_hint) grains and pinned results are kept.
+        target_grain = self._time_grain(target)
+        if (pin or target in family.cache_grains) and target_grain is not None:
+            full = [b for b in buckets(target_grain, window) if b.full]
+            memoized = self._memoize(family, target, rolled, full, pin=pin)
+        path = ServingPath(
+            PathKind.ROLLUP,
+            family.name,
+            family.operator,
+            target,
+            option.anchor,
+            steps,
+            window,
+            len(option.slices),
+            option.rows,
+        )
+        provenance = self._provenance(family, path, backend, option.slices, partial, memoized=memoized)
+        return Served(rolled.lazy().drop(_COUNTS), provenance)
+
+    def _backend(
+        self,
+        family: MetricFamily,
+        target: Grain,
+        window: DateWindow,
+        treatment: MissingValueTreatment,
+        backend: DataAPIBackend,
+        *,
+        pin: bool,
+        memoize: bool,
+        recompute: bool,
+    ) -> Served:
+        fetch = self._fetch_grain(family, target)
+        tg = self._time_grain(fetch)
+        if tg is None:  # a non-rollable operator at a grain without time: one call, not memoized
+            request = AggregateRequest(family, fetch, window=window, mvt=treatment)
+            frame = backend.aggregate(request).collect(engine=_polars_engine(family)).lazy()
+            path = ServingPath(
+                PathKind.BACKEND,
+                family.name,
+                family.operator,
+                target,
+                fetch,
+                (),
+                window,
+                backend_ranges=(window,),
+            )
+            return Served(frame, self._provenance(family, path, backend, (), ()))
+        needed = buckets(tg, window)
+        have = {} if (recompute or not memoize) else self._valid_slices(family, fetch, window)
+        kept = [have[b.start] for b in needed if b.start in have and b.full]
+        missing = [b for b in needed if not (b.start in have and b.full)]
+        fresh: pl.DataFrame | None = None
+        ranges: tuple[DateWindow, ...] = ()
+        memoized = False
+        if missing:
+            span = hull(missing, window)
+            ranges = (span,)
+            request = AggregateRequest(family, fetch, window=span, mvt=treatment, with_counts=True)
+            fresh = backend.aggregate(request).collect(engine=_polars_engine(family))
+            time_dim = self._time_dims(fetch)[0][0]
+            # The span may cross buckets that are memoized already: keep only the missing ones.
+            fresh = fresh.filter(pl.col(time_dim).is_in([b.start for b in missing]))
+            if memoize:
+                full = [b for b in missing if b.full]
+                memoized = self._memoize(family, fetch, fresh, full, pin=pin)
+        parts: list[pl.LazyFrame] = []
+        if kept:
+            self.store.record_access(kept)
+            parts.append(self.store.scan_slices(kept))
+        if fresh is not None:
+            parts.append(fresh.lazy())
+        frame = pl.concat(parts, how="vertical") if parts else self._empty(family, fetch)
+        steps: tuple[FDStep, ...] = ()
+        if fetch != target:  # the target plus day, fetched for reuse: aggregate the day away
+            derivations = plan_rollup(self.ac, fetch, target)
+            assert derivations is not None
+            frame = rollup(
+                frame,
+                derivations=derivations,
+                maps={},
+                operator=family.operator,
+                treatment=treatment.kind,
+                value=family.name,
+            )
+            steps = (FDStep(self._time_dims(fetch)[0][0], "(all)", "aggregate"),)
+        path = ServingPath(
+            PathKind.BACKEND,
+            family.name,
+            family.operator,
+            target,
+            fetch,
+            steps,
+            window,
+            len(kept),
+            sum(e.row_count for e in kept),
+            ranges,
+        )
+        provenance = self._provenance(
+            family, path, backend, kept, self._partial(target, window), memoized=memoized
+        )
+        return Served(frame.drop(_COUNTS), provenance)
+
+    # -- memoization and provenance ---------------------------------------------------------------
+    def _memoize(
+        self, family: MetricFamily, grain: Grain, frame: pl.DataFrame, full: Sequence[Bucket], *, pin: bool
+    ) -> bool:
+        """Keep the full buckets of ``frame`` as slices, unless a policy rule says no (seed §9.4,
+        §15.7); pinned results (behind a Dagster partition) are always kept."""
+        if not full:
+            return False
+        time_dim = self._time_dims(grain)[0][0]
+        starts = [b.start for b in full]
+        rows = frame.filter(pl.col(time_dim).is_in(starts))
+        if not pin:
+            if rows.height <= 1:
+                return False  # a singleton is not worth an entry
+            size = rows.estimated_size()
+            if size > self.entry_byte_cap:
+                coarser = ", ".join(grain)
+                note = (
+                    f"{family.name} at ({coarser}) over {len(starts)} bucket(s) is {size} bytes, over the "
+                    f"{self.entry_byte_cap}-byte entry cap: served but not memoized; a coarser grain would be"
+                )
+                log.info(note)
+                self.recommendations.append(note)
+                return False
+        cutoff = self._cutoff()
+        meta = metric_meta(self.ac, family, grain, family.mvt, cutoff=cutoff, pinned=pin)
+        self.store.publish_slices(
+            self._base(family, grain), rows, slice_column=time_dim, slices=starts, meta=meta
+        )
+        return True
+
+    def _cutoff(self) -> dt.date | None:
+        stability = self.ac.stability
+        return None if stability is None else self.today() - dt.timedelta(days=stability.hold_off_days)
+
+    def _partial(self, target: Grain, window: DateWindow) -> tuple[dt.date, ...]:
+        tg = self._time_grain(target)
+        return () if tg is None else tuple(b.start for b in buckets(tg, window) if not b.full)
+
+    def _empty(self, family: MetricFamily, grain: Grain) -> pl.LazyFrame:
+        return pl.LazyFrame(schema=result_schema(self.ac, family, grain, with_counts=True))
+
+    def _provenance(
+        self,
+        family: MetricFamily,
+        path: ServingPath,
+        backend: DataAPIBackend,
+        slices: Sequence[Entry],
+        partial: tuple[dt.date, ...],
+        *,
+        memoized: bool = False,
+    ) -> Provenance:
+        times = [e.materialized_at for e in slices]
+        cutoffs = sorted({e.meta.stability_cutoff for e in slices if e.meta.stability_cutoff is not None})
+        return Provenance(
+            family=family.name,
+            path=path,
+            backend=backend.name,
+            verification_level=verification_level(self.ac, family, path.source_anchor).value,
+            materialized_from=min(times) if times else None,
+            materialized_to=max(times) if times else None,
+            stability_cutoffs=tuple(cutoffs),
+            partial_buckets=partial,
+            memoized=memoized,
+            not_further_rollable=not family.operator.partition_invariant,
+        )
+
+
+def _polars_engine(family: MetricFamily) -> Literal["streaming", "in-memory"]:
+    """Measured at 10M rows on 2 cores: Polars' streaming engine ran mergeable (partition-invariant)
+    aggregates 1.5-2x faster than the in-memory engine, and COUNT_DISTINCT ~4x slower (it needs
+    whole groups). SQL backends hand back a computed frame, so either choice is free there."""
+    return "streaming" if family.operator.partition_invariant else "in-memory"

@@ -1,0 +1,140 @@
+"""Manifest statements for the slices of one base key, in bulk: a range publish touches hundreds.
+
+Each function runs on a connection inside a transaction the caller opened; a writer must hold
+``manifest.lock_bases`` for the base key first, which is what makes the read-then-write here safe
+on PostgreSQL without row-by-row locking (SQLite's ``BEGIN IMMEDIATE`` already serialises it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from metric_platform.engine.store import manifest
+from metric_platform.engine.store.keys import WHOLE_ENTRY, Domain, EntryKey
+from metric_platform.engine.store.records import EntryMeta, GrainSummary
+from metric_platform.engine.store.schema import engine_entries
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """One slice's row of a shared file, as ``publish_slices`` computed it."""
+
+    slice_key: str
+    meta: EntryMeta
+    row_count: int
+    byte_size: int
+
+
+def upsert_slices(
+    conn: Connection,
+    base: EntryKey,
+    slices: Sequence[SliceRow],
+    *,
+    parquet_path: str,
+    slice_column: str,
+    now: datetime,
+) -> tuple[list[Row[Any]], set[str]]:
+    """Point every slice of ``slices`` at ``parquet_path``; return the rows and the replaced paths.
+
+    As ``manifest.upsert_entry`` does for one key: a replacement keeps the row id, access count
+    and an existing pin, and bumps the version. Four statements whatever the number of slices.
+    """
+    if not slices:
+        return [], set()
+    wanted = {item.slice_key for item in slices}
+    existing = {str(row.slice_key): row for row in _rows_between(conn, base, min(wanted), max(wanted))}
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    replaced: set[str] = set()
+    for item in slices:
+        content = manifest.content_values(
+            item.meta,
+            parquet_path=parquet_path,
+            row_count=item.row_count,
+            byte_size=item.byte_size,
+            slice_column=slice_column,
+            file_slice_count=len(slices),
+        )
+        old = existing.get(item.slice_key)
+        if old is not None:
+            replaced.add(str(old.parquet_path))
+            pinned = bool(old.pinned or item.meta.pinned)
+            updates.append(
+                {**content, "b_id": old.id, "version": old.version + 1, "pinned": pinned}
+                | {"materialized_at": now, "last_access_at": now}
+            )
+        else:
+            key = EntryKey(base.ac_name, base.domain, base.dataset_id, base.anchor, item.slice_key)
+            inserts.append(
+                {**manifest.key_values(key), **content, "version": 1, "pinned": item.meta.pinned}
+                | {"materialized_at": now, "last_access_at": now, "access_count": 0}
+            )
+    if updates:
+        statement = sa.update(engine_entries).where(engine_entries.c.id == sa.bindparam("b_id"))
+        conn.execute(statement, updates)
+    if inserts:
+        conn.execute(sa.insert(engine_entries), inserts)
+    rows = [row for row in _rows_between(conn, base, min(wanted), max(wanted)) if row.slice_key in wanted]
+    return rows, replaced
+
+
+def select_slices(conn: Connection, base: EntryKey, start: date | None, end: date | None) -> list[Row[Any]]:
+    """The slice rows of ``base`` with slice day in [start, end], by day (ISO days sort as text)."""
+    c = engine_entries.c
+    query = sa.select(engine_entries).where(manifest.base_condition(base), c.slice_key != WHOLE_ENTRY)
+    if start is not None:
+        query = query.where(c.slice_key >= start.isoformat())
+    if end is not None:
+        query = query.where(c.slice_key <= end.isoformat())
+    return list(conn.execute(query.order_by(c.slice_key)).all())
+
+
+def grain_summaries(
+    conn: Connection, ac_name: str, domain: Domain, dataset_id: str
+) -> dict[tuple[str, ...], GrainSummary]:
+    """One summary per anchor of the dataset, from one GROUP BY."""
+    c = engine_entries.c
+    is_slice = c.slice_key != WHOLE_ENTRY
+    query = (
+        sa.select(
+            c.anchor_signature,
+            sa.func.sum(sa.case((is_slice, 1), else_=0)).label("slice_count"),
+            sa.func.min(sa.case((is_slice, c.slice_key))).label("first_key"),
+            sa.func.max(sa.case((is_slice, c.slice_key))).label("last_key"),
+            sa.func.sum(sa.case((is_slice, c.row_count), else_=0)).label("slice_rows"),
+            sa.func.sum(sa.case((is_slice, 0), else_=1)).label("whole_count"),
+            sa.func.sum(sa.case((is_slice, 0), else_=c.row_count)).label("whole_rows"),
+        )
+        .where(c.ac_name == ac_name, c.domain == domain.value, c.dataset_id == dataset_id)
+        .group_by(c.anchor_signature)
+    )
+    summaries: dict[tuple[str, ...], GrainSummary] = {}
+    for row in conn.execute(query):
+        anchor = EntryKey.from_signature(ac_name, domain, dataset_id, str(row.anchor_signature)).anchor
+        summaries[anchor] = GrainSummary(
+            anchor=anchor,
+            slice_count=int(row.slice_count),
+            first_day=None if row.first_key is None else date.fromisoformat(str(row.first_key)),
+            last_day=None if row.last_key is None else date.fromisoformat(str(row.last_key)),
+            total_rows=int(row.slice_rows),
+            has_whole_entry=int(row.whole_count) > 0,
+            whole_rows=int(row.whole_rows),
+        )
+    return summaries
+
+
+def _rows_between(conn: Connection, base: EntryKey, first: str, last: str) -> list[Row[Any]]:
+    # A range on the unique index instead of an IN list: no bind-parameter limit at any count.
+    c = engine_entries.c
+    query = (
+        sa.select(engine_entries)
+        .where(manifest.base_condition(base), c.slice_key >= first, c.slice_key <= last)
+        .order_by(c.slice_key)
+    )
+    return list(conn.execute(query).all())
