@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from metric_platform.cli_metrics import add_commands, run_query, run_serve
 from metric_platform.errors import MetricPlatformError, UserError
 
 EXIT_USER_ERROR = 2
@@ -51,13 +52,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--sqlite", type=Path, help="also load the tables into this SQLite file")
 
+    add_commands(sub)
+
     p = sub.add_parser("main", help="the main job: sample data, validate and profile every AC")
     p.add_argument("--acs", type=Path, default=Path("data") / "acs")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(_glue_dash_values(list(sys.argv[1:] if argv is None else argv)))
     try:
         return _dispatch(args)
     except ValidationError as exc:  # settings from the environment (METRIC_PLATFORM_*)
@@ -71,9 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL_ERROR
 
 
+def _glue_dash_values(argv: list[str]) -> list[str]:
+    """``--order -roas`` would read ``-roas`` as an option: glue it to its flag (``--order=-roas``)."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in ("--order",) and arg.startswith("-") and arg[1:2].isalpha():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def _settings_problems(exc: ValidationError) -> str:
     problems = [
-        f"METRIC_PLATFORM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        f"METRIC_PLATFORM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+        for err in exc.errors()
     ]
     return "; ".join(problems) + " (fix or unset those environment variables)"
 
@@ -88,6 +103,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return _entries(args)
         case "generate-sample":
             return _generate(args)
+        case "serve":
+            return run_serve(args)
+        case "query":
+            return run_query(args)
         case "main":
             from metric_platform.main_job import run_main_job
 

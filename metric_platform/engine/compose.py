@@ -47,7 +47,7 @@ def join_on_grain(frames: Sequence[pl.LazyFrame], grain: Grain) -> pl.LazyFrame:
 
 
 def compose(
-    served: Mapping[str, tuple[pl.LazyFrame, Provenance]],
+    served: Mapping[str, tuple[pl.LazyFrame, Provenance | None]],
     grain: Grain,
     frame_expression: FrameExpression | None = None,
     post_grain_ops: PostGrainOps | None = None,
@@ -61,4 +61,5 @@ def compose(
     elif grain:
         frame = frame.sort(list(grain), nulls_last=True)  # a deterministic order without ORDER BY
     derived = {} if frame_expression is None else {d.name: d.expression for d in frame_expression.derived}
-    return Frame(frame.collect(), grain, {name: prov for name, (_, prov) in served.items()}, derived)
+    provenance = {name: prov for name, (_, prov) in served.items() if prov is not None}
+    return Frame(frame.collect(), grain, provenance, derived)

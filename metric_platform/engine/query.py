@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from metric_platform.backends.normalize import result_schema
 from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
 from metric_platform.engine.compose import Frame, compose
 from metric_platform.engine.frame_expr import FrameExpression
@@ -55,6 +56,7 @@ def execute_query(
     today: dt.date | None = None,
 ) -> Frame:
     """Without a window both paths cover the AC's partitions (start date to end date or today)."""
+    check_query(ac, request)
     window = request.window or partition_window(ac, today or dt.date.today())
     served: dict[str, tuple[pl.LazyFrame, Provenance]] = {}
     for name in request.metrics:
@@ -71,6 +73,23 @@ def execute_query(
         level = verification_level(ac, family, grain)
         served[name] = (frame, Provenance(name, path, backend.name, level.value))
     return compose(served, tuple(request.grain), request.frame_expression, request.post_grain_ops)
+
+
+def check_query(ac: AnalyticalContext, request: QueryRequest) -> None:
+    """Every name and expression checked on an empty frame of the result's schema, before any
+    metric is served: bad input fails fast and memoizes nothing."""
+    columns: dict[str, pl.DataType] = {}
+    for name in request.metrics:
+        family = ac.family(name)
+        schema = result_schema(ac, family, ac.canonical_grain(request.grain))
+        columns.update({dim: schema[dim] for dim in request.grain})
+        columns[family.name] = schema[family.name]
+    compose(
+        {"_": (pl.LazyFrame(schema=columns), None)},
+        tuple(request.grain),
+        request.frame_expression,
+        request.post_grain_ops,
+    )
 
 
 def metric_columns(frame: Frame) -> Sequence[str]:

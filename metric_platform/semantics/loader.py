@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +113,11 @@ def _hint(error_type: str) -> str:
 
 
 def load_ac(
-    path: Path | str, *, source_root: Path | None = None, source_path: Path | None = None
+    path: Path | str,
+    *,
+    source_root: Path | None = None,
+    source_path: Path | None = None,
+    source_override: Mapping[str, str] | None = None,
 ) -> AnalyticalContext:
     """Load and validate an AC file.
 
@@ -138,4 +142,6 @@ def load_ac(
         model = model.model_copy(
             update={"source": model.source.model_copy(update={"path": str(Path(source_path).resolve())})}
         )
+    if source_override:  # the CLI's --backend/--source/--url-env: another copy of the same data
+        model = model.model_copy(update={"source": model.source.model_copy(update=dict(source_override))})
     return build_ac(model, file=file.resolve(), source_root=source_root)
