@@ -4,7 +4,8 @@ Users write derived metrics and HAVING predicates on a command line (``--derive 
 ``--having "roas > 2 and revenue >= 100"``). The text is parsed with :mod:`ast` (Python syntax, never
 ``eval``) and an allow-list of node kinds is compiled to a :class:`polars.Expr`:
 
-* literals: numbers, ``'strings'``, ``true``/``false``/``null`` (any case; also ``True``/``False``/``None``);
+* literals: numbers, ``'strings'``, ``true``/``false``/``null`` (reserved words in any case; also
+  ``True``/``False``/``None``);
 * column names (must exist; a did-you-mean is offered otherwise);
 * ``+ - * / // %``, unary ``-``/``+``; ``== != < <= > >=`` (chains such as ``1 < x < 3`` allowed);
 * ``and``, ``or``, ``not``; parentheses;
@@ -14,8 +15,8 @@ Users write derived metrics and HAVING predicates on a command line (``--derive 
 Semantics follow SQL as DuckDB 2.0 implements it (the tests use DuckDB as the oracle):
 
 * NULL propagates through arithmetic, comparisons and functions (except ``coalesce``/``if_null``/
-  ``is_null``; ``least``/``greatest`` ignore NULL arguments); ``and``/``or``/``not`` use three-valued
-  (Kleene) logic: ``false and null`` is false, ``true or null`` is true.
+  ``is_null``; ``least``/``greatest`` skip NULL arguments and rank NaN highest); ``and``/``or``/``not``
+  use three-valued (Kleene) logic: ``false and null`` is false, ``true or null`` is true.
 * ``/`` is true division giving Float64; a zero divisor gives IEEE ``inf``/``-inf``/``NaN`` exactly as
   DuckDB 2.0 does (``1/0`` = inf, ``0/0`` = NaN). Use ``nullif(x, 0)`` to get NULL instead.
   NaN compares equal to NaN and greater than every number, as in DuckDB and Polars.
@@ -23,7 +24,8 @@ Semantics follow SQL as DuckDB 2.0 implements it (the tests use DuckDB as the or
   remainder has the sign of the dividend (``-7 // 2`` = -3, ``-7 % 2`` = -1; not Python's floor). A zero
   divisor gives NULL (DuckDB raises by default and returns NULL with ``error_on_division_by_zero=false``;
   a lazy plan cannot raise mid-query). For floats ``//`` is ``trunc(a / b)`` and ``%`` is
-  ``a - b * trunc(a / b)`` (DuckDB's float ``//`` is plain division and its ``%`` is ``fmod``).
+  ``a - b * trunc(a / b)`` (DuckDB's float ``//`` is plain division; its ``%`` is C's exact ``fmod``,
+  which ours can differ from in the last bits).
 * ``round`` rounds half away from zero (DuckDB's rule, not Polars' default half-to-even);
   ``log`` is base 10 as in SQL (DuckDB, PostgreSQL); ``ln`` is the natural logarithm.
 * Known deviations: integer overflow wraps in Polars (DuckDB raises). ``**``, ``in``, ``is``, bit
@@ -111,7 +113,7 @@ def _trunc_div(a: pl.Expr, b: pl.Expr) -> pl.Expr:
     return pl.when(b == 0).then(None).otherwise(truncated)
 
 
-def _extreme(exprs: Sequence[pl.Expr], keep_left: Callable[[pl.Expr, pl.Expr], pl.Expr]) -> pl.Expr:
+def _extreme(exprs: Sequence[pl.Expr], keep_left: type[ast.cmpop]) -> pl.Expr:
     """SQL least/greatest: NULLs skipped, NaN above every number (DuckDB's order).
 
     Built from comparisons rather than min/max_horizontal, which skip NaN and, in Polars 1.44, return one
@@ -121,7 +123,7 @@ def _extreme(exprs: Sequence[pl.Expr], keep_left: Callable[[pl.Expr, pl.Expr], p
         return exprs[0]
     middle = len(exprs) // 2
     left, right = _extreme(exprs[:middle], keep_left), _extreme(exprs[middle:], keep_left)
-    return pl.when(keep_left(left, right) | right.is_null()).then(left).otherwise(right)
+    return pl.when(_apply_comparison(keep_left, left, right) | right.is_null()).then(left).otherwise(right)
 
 
 _ARITHMETIC: dict[type[ast.operator], tuple[str, Callable[[pl.Expr, pl.Expr], pl.Expr]]] = {
@@ -137,6 +139,10 @@ _COMPARISONS: dict[type[ast.cmpop], Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
     ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
     ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
 }
+_MIRRORED: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Eq: ast.Eq, ast.NotEq: ast.NotEq, ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE,
+}
+
 # name -> (min args, max args or None for any); the bodies live in _Compiler._call.
 _FUNCTIONS: dict[str, tuple[int, int | None]] = {
     "abs": (1, 1), "round": (1, 2), "coalesce": (1, None), "if_null": (2, 2), "nullif": (2, 2),
@@ -162,6 +168,14 @@ _REJECTED: dict[type[ast.AST], str] = {
     ast.Is: "'is' (use is_null(x))", ast.IsNot: "'is not' (use not is_null(x))",
 }
 # fmt: on
+
+
+def _apply_comparison(op: type[ast.cmpop], left: pl.Expr, right: pl.Expr) -> pl.Expr:
+    if not left.meta.root_names() and right.meta.root_names():
+        # Polars 1.44 returns one row for `literal == <all-null or constant column>`; the mirrored
+        # comparison, with the column on the left, is evaluated correctly.
+        return _COMPARISONS[_MIRRORED[op]](right, left)
+    return _COMPARISONS[op](left, right)
 
 
 class _Compiler:
@@ -307,7 +321,7 @@ class _Compiler:
         parts: list[pl.Expr] = []
         for index, op in enumerate(node.ops):
             left, right = self._comparable(operands[index : index + 2], typed[index : index + 2])
-            parts.append(_COMPARISONS[type(op)](left, right))
+            parts.append(_apply_comparison(type(op), left, right))
         return _Typed(reduce(operator.and_, parts), _Kind.BOOLEAN)
 
     def _comparable(self, nodes: Sequence[ast.expr], typed: Sequence[_Typed]) -> list[pl.Expr]:
@@ -382,13 +396,12 @@ class _Compiler:
                 return _Typed(pl.coalesce(exprs), kind)
             case "least" | "greatest":
                 exprs, kind = self._same_kind(node, name, (_Kind.NUMBER, _Kind.STRING, _Kind.TEMPORAL))
-                return _Typed(_extreme(exprs, operator.le if name == "least" else operator.ge), kind)
+                return _Typed(_extreme(exprs, ast.LtE if name == "least" else ast.GtE), kind)
             case "nullif":
                 typed = [self.compile(arg) for arg in node.args]
                 value, other = self._comparable(node.args, typed)
-                return _Typed(
-                    pl.when(value == other).then(None).otherwise(value), typed[0].kind, typed[0].dtype
-                )
+                same = _apply_comparison(ast.Eq, value, other)
+                return _Typed(pl.when(same).then(None).otherwise(value), typed[0].kind, typed[0].dtype)
         msg = f"function {name!r} is declared but not implemented"  # unreachable: keeps the table honest
         raise AssertionError(msg)
 

@@ -113,6 +113,24 @@ def test_values(text: str, expected: list[Any]) -> None:
     assert_same(evaluate(text), expected, text)
 
 
+@pytest.mark.parametrize("values", [[None, None], [0, 0]])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "true == (a != null)",
+        "is_null(0) == (a > null)",
+        "(null + null) != nullif(a, a)",
+        "1 < greatest(a, 0)",
+        "least(0, nullif(0, a))",
+        "nullif(0, nullif(0, a))",
+    ],
+)
+def test_literal_against_constant_column_keeps_every_row(text: str, values: list[int | None]) -> None:
+    # Polars 1.44 returns a single row for these unless the column side is evaluated on the left.
+    frame = pl.DataFrame({"a": values}, schema={"a": pl.Int64})
+    assert len(evaluate(text, frame)) == 2
+
+
 def test_parse_without_schema_compiles_names_only() -> None:
     expr = parse_expression("revenue * 2 > spend", columns=["revenue", "spend"])
     assert FRAME.select(expr).to_series().to_list() == [True, False, None, None]
@@ -209,7 +227,8 @@ def _combine_numbers(children: st.SearchStrategy[Pair]) -> st.SearchStrategy[Pai
     binary = st.tuples(st.sampled_from(["+", "-", "*", "/"]), children, children).map(
         lambda t: (f"({t[1][0]} {t[0]} {t[2][0]})", f"({t[1][1]} {t[0]} {t[2][1]})")
     )
-    negate = children.map(lambda c: (f"(-{c[0]})", f"(-({c[1]}))"))
+    # Not -(x): DuckDB 2.0 rewrites -x < NaN into x > -NaN and answers false.
+    negate = children.map(lambda c: (f"(-{c[0]})", f"(-1 * ({c[1]}))"))
     unary = st.tuples(st.sampled_from(["abs", "sqrt", "ln", "log"]), children).map(
         lambda t: (f"{t[0]}({t[1][0]})", f"{'log10' if t[0] == 'log' else t[0]}({t[1][1]})")
     )
