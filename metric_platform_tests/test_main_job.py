@@ -11,6 +11,7 @@ import pytest
 from metric_platform import cli
 from metric_platform.main_job import MainJobReport, run_main_job
 from metric_platform.sample_data import SampleSpec
+from metric_platform.semantics.loader import load_ac
 from metric_platform_tests.engine.conftest import (
     METRIC_FAMILIES,
     QM_KEYS,
@@ -51,6 +52,31 @@ def run(acs_dir: Path, home: Path) -> tuple[MainJobReport, list[str]]:
     return report, "\n".join(lines).splitlines()
 
 
+def family_grains(acs_dir: Path) -> list[tuple[str, str]]:
+    """(family, "grain, ...") for every grain the job serves: each family's base grain, then its
+    cache_hint grains, in AC order."""
+    ac = load_ac(acs_dir / "retail.yaml")
+    return [
+        (family.name, ", ".join(grain))
+        for family in ac.families.values()
+        for grain in dict.fromkeys((family.base_grain, *family.cache_grains))
+    ]
+
+
+SERVED = re.compile(r"  served (\w+) at \[([\w, ]*)\]: (\d+) rows — (exact|rollup|backend)\b(.*)$")
+
+
+def served_lines(lines: list[str]) -> list[tuple[str, str, str, str]]:
+    """(family, grain, path kind, path detail) from the "served ..." lines, in order."""
+    found = []
+    for line in lines:
+        if line.startswith("  served "):
+            match = SERVED.match(line)
+            assert match, f"unexpected served line: {line!r}"
+            found.append((match[1], match[2], match[4], match[5]))
+    return found
+
+
 def computed_counts(lines: list[str]) -> dict[str, tuple[int, int]]:
     """schema -> (computed, from memory), parsed from the "profiled ..." lines."""
     found = {}
@@ -78,8 +104,17 @@ def test_main_job_profiles_and_serves_the_fresh_sample_then_computes_nothing_new
     assert f"source parquet:{(home / 'sample').resolve()}" in "\n".join(lines), "read the fresh sample"
     assert computed_counts(lines) == {"transactions": (12, 0), "stores": (4, 0), "campaigns": (3, 0)}
     assert "  profiled transactions: 2000 rows, 12 columns (12 computed, 0 from the engine's memory)" in lines
-    served = [line for line in lines if line.startswith("  served ")]
-    assert len(served) == METRIC_FAMILIES
+    grains = family_grains(acs_dir)
+    assert len(grains) > METRIC_FAMILIES, "some families declare cache_hint grains"
+    served = served_lines(lines)
+    assert [(family, grain) for family, grain, _, _ in served] == grains
+    ac = load_ac(acs_dir / "retail.yaml")
+    for family, grain, kind, detail in served:
+        if grain == ", ".join(ac.family(family).base_grain):
+            # The first serve of a family: one backend call over the default window, memoized.
+            assert (kind, detail.startswith(f" at ({grain}); backend computed ")) == ("backend", True), detail
+        else:  # a cache_hint grain right after its family's base grain: a rollup of those slices
+            assert kind == "rollup", (family, grain, detail)
     assert lines[-1].startswith("main job done in ") and "1 AC(s), 3 schemas / 19 columns" in lines[-1]
 
     again, lines = run(acs_dir, home)
@@ -92,6 +127,12 @@ def test_main_job_profiles_and_serves_the_fresh_sample_then_computes_nothing_new
     )
     assert lines[0].startswith("sample data reused")
     assert computed_counts(lines) == {"transactions": (0, 12), "stores": (0, 4), "campaigns": (0, 3)}
+    again_served = served_lines(lines)
+    assert [(family, grain) for family, grain, _, _ in again_served] == grains
+    assert all(kind in ("exact", "rollup") for _, _, kind, _ in again_served), "nothing recomputed"
+    assert not any("backend computed" in detail for _, _, _, detail in again_served)
+    base = {(f.name, ", ".join(f.base_grain)) for f in ac.families.values()}
+    assert {(f, g) for f, g, kind, _ in again_served if kind == "exact"} >= base
     assert committed_hashes() == before, "the committed sample must never be modified"
 
 

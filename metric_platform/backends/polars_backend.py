@@ -73,7 +73,7 @@ class PolarsBackend:
             keys.append(column.alias(anchor.dimension))
         x = pl.col(_name(plan.value.alias, plan.value.column))
         impute = None if plan.impute_value is None else literal(plan.impute_value, plan.value.column_type)
-        reduce = reduction(
+        reducer = reduction(
             plan.operator,
             plan.treatment,
             x,
@@ -81,11 +81,11 @@ class PolarsBackend:
             impute=impute,
             with_counts=plan.with_counts,
         )
-        if reduce.prepare:
-            frame = frame.with_columns(reduce.prepare)
+        if reducer.prepare:
+            frame = frame.with_columns(reducer.prepare)
         # No anchor: one row over everything (also over zero rows), like SQL without GROUP BY.
-        out = frame.group_by(keys).agg(reduce.aggregates) if keys else frame.select(reduce.aggregates)
-        out = out.select(*(pl.col(a.dimension) for a in plan.anchor), *reduce.outputs)
+        out = frame.group_by(keys).agg(reducer.aggregates) if keys else frame.select(reducer.aggregates)
+        out = out.select(*(pl.col(a.dimension) for a in plan.anchor), *reducer.outputs)
         return out.select(pl.col(name).cast(dtype) for name, dtype in plan.output_schema.items())
 
     # -- reading ----------------------------------------------------------------------------------

@@ -38,8 +38,8 @@ def join_on_grain(frames: Sequence[pl.LazyFrame], grain: Grain) -> pl.LazyFrame:
     if not frames:
         msg = "compose needs at least one metric"
         raise InvalidRequestError(msg)
-    if not grain:
-        return pl.concat(frames, how="horizontal")
+    if not grain:  # one row each (an aggregate without GROUP BY): put them side by side
+        return reduce(lambda left, right: left.join(right, how="cross"), frames)
     return reduce(
         lambda left, right: left.join(right, on=list(grain), how="full", coalesce=True, nulls_equal=True),
         frames,

@@ -9,8 +9,9 @@ per call (seed §4.4).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
-from typing import assert_never
+from typing import TypeVar, assert_never
 
 import polars as pl
 
@@ -21,12 +22,16 @@ from metric_platform.engine.qm.service import QMServer
 from metric_platform.engine.query import QueryRequest, execute_query
 from metric_platform.engine.serving.metric_server import MetricServer
 from metric_platform.engine.serving.types import PathKind, Rejection, Served
+from metric_platform.engine.store import UnreadableEntryError
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain
 from metric_platform.engine.store.records import Entry
 from metric_platform.semantics.spec import AnalyticalContext, Grain
 from metric_platform.semantics.types import MissingValueTreatment
 from metric_platform.settings import Settings
+
+_T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 
 class MetricEngine:
@@ -70,9 +75,13 @@ class MetricEngine:
         """Seed 003 §4.1: anchor columns (in the order asked) and the dataset's value column."""
         match domain:
             case Domain.METRIC:
-                return self._metric.serve(dataset_id, anchor, backend=backend, window=window, mvt=mvt).frame
+                return self._healing(
+                    lambda: (
+                        self._metric.serve(dataset_id, anchor, backend=backend, window=window, mvt=mvt).frame
+                    )
+                )
             case Domain.QM:
-                return self._qm.serve(dataset_id, anchor, backend=backend)
+                return self._healing(lambda: self._qm.serve(dataset_id, anchor, backend=backend))
             case _:
                 assert_never(domain)
 
@@ -90,8 +99,10 @@ class MetricEngine:
         """A METRIC serve with its provenance. ``pin`` keeps the result whatever the memoization
         rules say and protects it from eviction (entries behind a materialized Dagster partition);
         ``recompute`` goes to the backend even when memoized slices exist, and replaces them."""
-        return self._metric.serve(
-            family, anchor, backend=backend, window=window, mvt=mvt, pin=pin, recompute=recompute
+        return self._healing(
+            lambda: self._metric.serve(
+                family, anchor, backend=backend, window=window, mvt=mvt, pin=pin, recompute=recompute
+            )
         )
 
     def explain(
@@ -122,13 +133,26 @@ class MetricEngine:
         return tuple(self._metric.recommendations)
 
     def column_profile(self, schema: str, column: str, *, backend: DataAPIBackend) -> ColumnProfile:
-        return self._qm.column_profile(schema, column, backend=backend)
+        return self._healing(lambda: self._qm.column_profile(schema, column, backend=backend))
 
     def table_profile(self, schema: str, *, backend: DataAPIBackend) -> TableProfile:
-        return self._qm.table_profile(schema, backend=backend)
+        return self._healing(lambda: self._qm.table_profile(schema, backend=backend))
 
     def entries(self, domain: Domain | None = None) -> Sequence[Entry]:
         return self.store.list_entries(self.ac.name, domain=domain)
+
+    def _healing(self, call: Callable[[], _T]) -> _T:
+        """Run ``call``; when memoized files turned out missing or corrupt, drop those entries (only
+        if nobody replaced them meanwhile) and run it again, recomputing them. Each round drops
+        what one read found, so it repeats while it makes progress."""
+        while True:
+            try:
+                return call()
+            except UnreadableEntryError as exc:
+                dropped = self.store.drop_unreadable(exc.entries)
+                if dropped == 0:
+                    raise
+                log.warning("dropped %d unreadable entries of AC %r; recomputing: %s", dropped, self.ac.name, exc)
 
     def close(self) -> None:
         self.store.close()

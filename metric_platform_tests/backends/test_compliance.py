@@ -49,15 +49,15 @@ CASES = [
     (Operator.COUNT_DISTINCT, "customer_id"),
     (Operator.COUNT_DISTINCT, "campaign_id"),
 ]
-# The counts do not depend on the operator, but the Polars plan computes them differently per
-# operator and treatment: one case per operator shape, over every column type with NULLs.
+# The counts do not depend on the operator, but the Polars plan computes them with the value, in
+# one group_by whose shape depends on the operator: one case per shape (the value reads the non-null
+# count; it reads that and the row count; it reads neither; no aggregate of its own), on columns
+# with NULLs.
 COUNTED_CASES = [
     (Operator.SUM, "revenue"),
-    (Operator.COUNT, "campaign_id"),
-    (Operator.MAX, "conversions"),
-    (Operator.BOOL_AND, "is_returned"),
-    (Operator.MEDIAN, "revenue"),
     (Operator.COUNT_DISTINCT, "customer_id"),
+    (Operator.MAX, "conversions"),
+    (Operator.COUNT, "campaign_id"),
 ]
 IMPUTE_VALUES: dict[ColumnType, int | float | str | bool | dt.date | dt.datetime] = {
     ColumnType.INTEGER: 7,
@@ -120,6 +120,12 @@ def datasets(sample: Dataset, edge: Dataset, renamed: Dataset) -> tuple[Dataset,
     return (sample, edge, renamed)
 
 
+@pytest.fixture
+def counted_datasets(sample: Dataset, edge: Dataset) -> tuple[Dataset, ...]:
+    """name_map is orthogonal to the counts: the renamed set is left out of their matrix."""
+    return (sample, edge)
+
+
 def check_matrix(
     open_backend: OpenBackend,
     datasets: tuple[Dataset, ...],
@@ -158,13 +164,13 @@ def test_aggregate_matches_oracle(
 )
 def test_counts_match_oracle(
     open_backend: OpenBackend,
-    datasets: tuple[Dataset, ...],
+    counted_datasets: tuple[Dataset, ...],
     operator: Operator,
     column: str,
     kind: MissingValueKind,
 ) -> None:
     """``with_counts``: the value as without, plus COUNT(*) and COUNT(raw column) per group."""
-    check_matrix(open_backend, datasets, (operator, column, kind), with_counts=True)
+    check_matrix(open_backend, counted_datasets, (operator, column, kind), with_counts=True)
 
 
 def test_request_mvt_overrides_the_family(open_backend: OpenBackend, edge: Dataset) -> None:

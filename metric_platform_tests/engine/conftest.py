@@ -6,7 +6,7 @@ are plain module-level functions and classes besides the fixtures.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -14,15 +14,18 @@ import polars as pl
 import pytest
 
 from metric_platform.backends.factory import backend_for
-from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend
+from metric_platform.backends.normalize import COUNT_COLUMNS
+from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
 from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.qm.profiling import profile_columns
 from metric_platform.engine.store.entry_store import EntryStore
-from metric_platform.engine.store.keys import Domain
+from metric_platform.engine.store.in_flight import IN_FLIGHT_MAX_AGE
+from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry
 from metric_platform.sample_data import SampleSpec, generate, write_parquet
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
+from metric_platform.semantics.types import MissingValueTreatment
 from metric_platform.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +34,14 @@ SAMPLE_SPEC = SampleSpec(rows=3000, days=30, end_date=date(2026, 11, 20))
 # The retail AC declares 12 + 4 + 3 columns over 3 schemas, and 8 metric families.
 QM_KEYS = 19
 METRIC_FAMILIES = 8
+# Every engine in these tests gets this "today", so default windows (the AC's partitions,
+# 2026-01-01 .. today) do not move with the calendar; the sample's last day is the day before.
+TODAY = date(2026, 11, 21)
+SAMPLE_WINDOW = DateWindow(date(2026, 10, 22), date(2026, 11, 20))  # every day of the sample
+
+
+def fixed_today() -> date:
+    return TODAY
 
 
 def make_settings(home: Path, manifest_url: str | None = None) -> Settings:
@@ -51,8 +62,10 @@ def write_ac_variant(directory: Path, replacements: Mapping[str, str], *, name: 
 
 
 def sweeping_store(settings: Settings) -> EntryStore:
-    """A store on the settings' manifest whose clock is an hour ahead, so every orphan is old enough."""
-    ahead = datetime.now(UTC) + timedelta(hours=1)
+    """A store on the settings' manifest whose clock is far enough ahead that every orphan is old
+    enough and every registration of a crashed publish (in flight for at most IN_FLIGHT_MAX_AGE)
+    has fallen due."""
+    ahead = datetime.now(UTC) + IN_FLIGHT_MAX_AGE + timedelta(hours=1)
     return EntryStore(
         settings.manifest_url,
         settings.data_dir,
@@ -67,17 +80,58 @@ def direct_qm(backend: DataAPIBackend, schema: str, column: str) -> pl.DataFrame
 
 
 def direct_metric(
-    backend: DataAPIBackend, ac: AnalyticalContext, family: str, anchor: tuple[str, ...]
+    backend: DataAPIBackend,
+    ac: AnalyticalContext,
+    family: str,
+    anchor: tuple[str, ...],
+    *,
+    window: DateWindow | None = None,
+    mvt: MissingValueTreatment | None = None,
+    with_counts: bool = False,
 ) -> pl.DataFrame:
-    """The family at ``anchor`` straight from the backend, sorted by the anchor."""
+    """The family at ``anchor`` (over ``window``) straight from the backend, sorted by the anchor;
+    ``with_counts`` keeps the ``__rows``/``__nonnull`` columns a memoized slice carries."""
     grain = ac.canonical_grain(anchor)
-    frame = backend.aggregate(AggregateRequest(ac.family(family), grain)).collect()
-    return frame.select([*anchor, family]).sort(list(anchor)) if anchor else frame
+    request = AggregateRequest(ac.family(family), grain, window=window, mvt=mvt, with_counts=with_counts)
+    frame = backend.aggregate(request).collect()
+    counts = list(COUNT_COLUMNS) if with_counts else []
+    frame = frame.select([*anchor, family, *counts])
+    return frame.sort(list(anchor), nulls_last=True) if anchor else frame
+
+
+def metric_base(ac: AnalyticalContext, family: str, anchor: tuple[str, ...]) -> EntryKey:
+    """The key (without slice) under which the family's slices at ``anchor`` are memoized."""
+    return EntryKey(ac.name, Domain.METRIC, family, ac.canonical_grain(anchor))
+
+
+def slices_of(
+    store: EntryStore,
+    ac: AnalyticalContext,
+    family: str,
+    anchor: tuple[str, ...],
+    window: DateWindow | None = None,
+) -> list[Entry]:
+    """The memoized slices of ``family`` at ``anchor`` (inside ``window``), by day."""
+    base = metric_base(ac, family, anchor)
+    if window is None:
+        return store.list_slices(base)
+    return store.list_slices(base, start=window.start, end=window.end)
+
+
+def read_slices(store: EntryStore, entries: Sequence[Entry]) -> pl.DataFrame:
+    """The rows of the slices (value and counts), sorted by their anchor, as ``direct_metric`` sorts."""
+    anchor = list(entries[0].key.anchor)
+    frame = store.scan_slices(entries).collect()
+    return frame.sort(anchor, nulls_last=True) if anchor else frame
 
 
 def sorted_by_anchor(frame: pl.DataFrame, entry: Entry) -> pl.DataFrame:
     anchor = list(entry.key.anchor)
-    return frame.sort(anchor) if anchor else frame
+    return frame.sort(anchor, nulls_last=True) if anchor else frame
+
+
+def sorted_frame(frame: pl.DataFrame, anchor: tuple[str, ...]) -> pl.DataFrame:
+    return frame.sort(list(anchor), nulls_last=True) if anchor else frame
 
 
 def orphan_files(settings: Settings, ac_name: str) -> set[Path]:
@@ -147,7 +201,7 @@ def backend(ac: AnalyticalContext) -> Iterator[CountingBackend]:
 
 @pytest.fixture
 def engine(ac: AnalyticalContext, settings: Settings) -> Iterator[MetricEngine]:
-    opened = MetricEngine.open(ac, settings)
+    opened = MetricEngine.open(ac, settings, today=fixed_today)
     yield opened
     opened.close()
 

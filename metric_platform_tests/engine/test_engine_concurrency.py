@@ -1,5 +1,9 @@
 """Several processes ("spawn") with their own MetricEngine on ONE store profile and serve the same
-keys at the same moment: none fails, and the store ends with one correct, readable entry per key."""
+keys at the same moment: none fails, and the store ends with one correct, readable entry per key.
+
+METRIC keys are day slices: each worker first serves its own, overlapping window (so publishes of
+different ranges race on the days they share), then the whole sample window (reading what others
+memoized and fetching only the rest); a second round must come entirely from memory."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,24 +21,35 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from metric_platform.backends.factory import backend_for
-from metric_platform.backends.protocol import AggregateRequest
+from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain
+from metric_platform.engine.store.records import Entry
 from metric_platform.semantics.loader import load_ac
 from metric_platform.settings import Settings
 from metric_platform_tests.engine.conftest import (
     METRIC_FAMILIES,
     QM_KEYS,
+    SAMPLE_WINDOW,
+    CountingBackend,
+    direct_metric,
     direct_qm,
+    fixed_today,
     make_settings,
-    sorted_by_anchor,
+    read_slices,
     write_ac_variant,
 )
 
 WORKERS = 4
 ROUNDS = 2
 START_TIMEOUT = 60.0
+
+
+def own_window(index: int) -> DateWindow:
+    """12 days of the sample window, each worker's 6 days later than the previous one's."""
+    start = SAMPLE_WINDOW.start + timedelta(days=6 * index)
+    return DateWindow(start, start + timedelta(days=11))
 
 
 @dataclass(frozen=True)
@@ -52,20 +68,26 @@ def engine_worker(spec: WorkerSpec, barrier: Any, index: int) -> None:
     report = spec.report_dir
     try:
         ac = load_ac(spec.ac_file, source_path=spec.sample_dir)
-        backend = backend_for(ac)
-        engine = MetricEngine.open(ac, make_settings(spec.home, spec.manifest_url))
+        backend = CountingBackend(backend_for(ac))
+        engine = MetricEngine.open(ac, make_settings(spec.home, spec.manifest_url), today=fixed_today)
         schemas = list(ac.schemas)
         families = list(ac.families.values())
         barrier.wait(START_TIMEOUT)
         started = time.time()
-        for _ in range(ROUNDS):
+        for round_ in range(ROUNDS):
+            backend.aggregates.clear()
             # A different order per worker, so workers collide on different keys at different times.
             for schema in schemas[index % len(schemas) :] + schemas[: index % len(schemas)]:
                 profile = engine.table_profile(schema, backend=backend)
                 assert [c.column for c in profile.columns] == list(ac.schema(schema).columns)
             for family in families[index:] + families[:index]:
-                frame = engine.serve(Domain.METRIC, family.name, family.base_grain, backend=backend).collect()
-                assert frame.columns == [*family.base_grain, family.name]
+                for window in (own_window(index), SAMPLE_WINDOW):
+                    frame = engine.serve(
+                        Domain.METRIC, family.name, family.base_grain, backend=backend, window=window
+                    ).collect()
+                    assert frame.columns == [*family.base_grain, family.name]
+            if round_ > 0:
+                assert backend.aggregates == [], "the second round must be served from the slices"
         (report / f"{index}.span").write_text(f"{started} {time.time()}", encoding="utf-8")
         engine.close()
         backend.close()
@@ -111,17 +133,31 @@ def test_concurrent_engines_end_with_one_correct_entry_per_key(
         entries = store.list_entries(ac_name)
         keys = Counter(e.key for e in entries)
         assert all(count == 1 for count in keys.values()), keys
-        assert Counter(e.key.domain for e in entries) == {Domain.QM: QM_KEYS, Domain.METRIC: METRIC_FAMILIES}
+        metric_rows = METRIC_FAMILIES * SAMPLE_WINDOW.days  # one per (family, day)
+        assert Counter(e.key.domain for e in entries) == {Domain.QM: QM_KEYS, Domain.METRIC: metric_rows}
+        by_family: dict[str, list[Entry]] = {}
         for entry in entries:
-            stored = store.scan(entry).collect()
+            assert entry.path.is_file(), entry.key.describe()
             if entry.key.domain is Domain.QM:
                 assert entry.key.dataset_id == "column_profile"
-                assert_frame_equal(stored, direct_qm(backend, *entry.key.anchor))
+                assert_frame_equal(store.scan(entry).collect(), direct_qm(backend, *entry.key.anchor))
             else:
-                family = ac.family(entry.key.dataset_id)
-                assert entry.key.anchor == ac.canonical_grain(family.base_grain)
-                expected = backend.aggregate(AggregateRequest(family, entry.key.anchor)).collect()
-                assert_frame_equal(sorted_by_anchor(stored, entry), sorted_by_anchor(expected, entry))
+                by_family.setdefault(entry.key.dataset_id, []).append(entry)
+        assert set(by_family) == set(ac.families)
+        for name, slices in by_family.items():
+            family = ac.family(name)
+            assert {e.key.anchor for e in slices} == {ac.canonical_grain(family.base_grain)}
+            days = sorted(e.key.slice_day for e in slices if e.key.slice_day is not None)
+            assert days == [SAMPLE_WINDOW.start + timedelta(days=i) for i in range(SAMPLE_WINDOW.days)]
+            expected = direct_metric(
+                backend,
+                ac,
+                name,
+                ac.canonical_grain(family.base_grain),
+                window=SAMPLE_WINDOW,
+                with_counts=True,
+            )
+            assert_frame_equal(read_slices(store, slices), expected)
     finally:
         store.close()
         backend.close()

@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from metric_platform.backends.factory import backend_for
 from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.serving.types import PathKind
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain
 from metric_platform.semantics.loader import load_ac
@@ -21,12 +22,16 @@ from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.settings import Settings
 from metric_platform_tests.engine.conftest import (
     RETAIL_YAML,
+    SAMPLE_WINDOW,
     CountingBackend,
     direct_metric,
     direct_qm,
     entries_of,
     make_settings,
     orphan_files,
+    read_slices,
+    slices_of,
+    sorted_frame,
     sweeping_store,
 )
 
@@ -51,7 +56,9 @@ def assert_sweep_removes(settings: Settings, ac_name: str, orphans: set[Path]) -
     with sweeping_store(settings) as store:
         report = store.sweep(ac_name=ac_name)
         referenced = [entry.path for entry in store.list_entries(ac_name)]
-    assert report.orphans_deleted == len(orphans)
+    # A crashed publish's files were registered in flight before they were written: the sweep takes
+    # them once the registration falls due (files_deleted), or as orphans when none was left.
+    assert report.files_deleted + report.orphans_deleted == len(orphans)
     assert not any(path.exists() for path in orphans)
     assert all(path.is_file() for path in referenced), "the sweep must keep every referenced file"
 
@@ -95,20 +102,25 @@ def test_a_crashed_metric_serve_publishes_nothing_and_is_recomputed(
     grain = ac.family("revenue").base_grain
     monkeypatch.setattr(EntryStore, "_before_manifest_commit", _crash)
     with pytest.raises(SimulatedCrash):
-        engine.serve(Domain.METRIC, "revenue", grain, backend=backend)
+        engine.serve(Domain.METRIC, "revenue", grain, backend=backend, window=SAMPLE_WINDOW)
     monkeypatch.undo()
 
-    assert engine.entries() == []
+    assert engine.entries() == [], "no slice row for the crashed serve"
     orphans = orphan_files(settings, ac.name)
-    assert len(orphans) == 1
+    assert len(orphans) == 1, "the slices of one computed range share one file"
 
-    served = engine.serve(Domain.METRIC, "revenue", grain, backend=backend).collect()
-    expected = direct_metric(backend.inner, ac, "revenue", grain)
-    assert_frame_equal(served.sort(list(grain)), expected)
-    (entry,) = engine.entries()
-    assert entry.version == 1 and entry.path not in orphans
-    assert_frame_equal(engine.store.scan(entry).collect().sort(list(grain)), expected)
+    served = engine.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW)
+    assert served.provenance.path.kind is PathKind.BACKEND and served.provenance.memoized
+    expected = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW)
+    assert_frame_equal(sorted_frame(served.frame.collect(), grain), expected)
+    slices = engine.entries()
+    assert [e.key for e in slices] == [e.key for e in slices_of(engine.store, ac, "revenue", grain)]
+    assert len(slices) == SAMPLE_WINDOW.days
+    assert all(e.version == 1 and e.path not in orphans for e in slices)
+    counted = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW, with_counts=True)
+    assert_frame_equal(read_slices(engine.store, slices), counted)
     assert len(backend.aggregates) == 2
+    assert_no_dangling_rows(engine)
     assert_sweep_removes(settings, ac.name, orphans)
 
 
@@ -157,3 +169,29 @@ def test_a_process_killed_before_the_manifest_commit_leaves_only_sweepable_orpha
     finally:
         engine.close()
     assert_sweep_removes(settings, ac.name, written)
+
+
+def test_missing_and_corrupt_entry_files_are_dropped_and_recomputed(
+    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext, settings: Settings
+) -> None:
+    window = SAMPLE_WINDOW
+    first = engine.serve_metric("revenue", ("region", "day"), backend=backend, window=window).frame.collect()
+    engine.table_profile("stores", backend=backend)
+    data = settings.data_dir / ac.name
+    for path in (data / "METRIC").rglob("*.parquet"):
+        path.unlink()  # deleted behind the store's back
+    for path in (data / "QM").rglob("*.parquet"):
+        path.write_bytes(b"not parquet")  # damaged behind the store's back
+
+    served = engine.serve_metric("revenue", ("region", "day"), backend=backend, window=window)
+    assert served.provenance.path.kind is PathKind.BACKEND
+    assert_frame_equal(
+        served.frame.collect().sort("region", "day", nulls_last=True),
+        first.sort("region", "day", nulls_last=True),
+        rel_tol=1e-12,
+    )
+    profile = engine.table_profile("stores", backend=backend)
+    assert profile.row_count == 24
+    assert_no_dangling_rows(engine)
+    again = engine.serve_metric("revenue", ("region", "day"), backend=backend, window=window)
+    assert again.provenance.path.kind is PathKind.EXACT

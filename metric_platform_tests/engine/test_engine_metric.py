@@ -1,15 +1,19 @@
-"""The engine's METRIC domain end to end: exact-entry memoization and what is deliberately not memoized."""
+"""The engine's METRIC domain end to end: memoization per day slice, and the memo policy (what is
+served but deliberately not memoized, what is pinned, what is recomputed)."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from polars.testing import assert_frame_equal
 
 from metric_platform.backends.factory import backend_for
-from metric_platform.backends.protocol import AggregateRequest
+from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.serving.buckets import partition_window
+from metric_platform.engine.serving.types import PathKind
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain
 from metric_platform.errors import UnknownNameError
@@ -18,24 +22,39 @@ from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.semantics.types import MissingValueKind, MissingValueTreatment
 from metric_platform.settings import Settings
 from metric_platform_tests.engine.conftest import (
-    METRIC_FAMILIES,
+    SAMPLE_WINDOW,
+    TODAY,
     CountingBackend,
     direct_metric,
     entries_of,
+    fixed_today,
+    read_slices,
+    slices_of,
+    sorted_frame,
     write_ac_variant,
 )
 
+NOVEMBER = DateWindow(date(2026, 11, 1), date(2026, 11, 30))
+YEAR_2026 = DateWindow(date(2026, 1, 1), date(2026, 12, 31))
 
-def test_every_family_is_computed_once_then_served_from_memory(
+
+def window_days(window: DateWindow) -> list[date]:
+    return [window.start + timedelta(days=i) for i in range(window.days)]
+
+
+def test_every_family_is_computed_once_per_day_slice_then_served_from_memory(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:
+    default = partition_window(ac, TODAY)
+    assert (default.start, default.end) == (date(2026, 1, 1), TODAY), "the default window uses today="
     first = {
         f.name: engine.serve(Domain.METRIC, f.name, f.base_grain, backend=backend).collect()
         for f in ac.families.values()
     }
-    assert len(backend.aggregates) == METRIC_FAMILIES
-    before = {e.key.dataset_id: e for e in entries_of(engine, Domain.METRIC)}
-    assert set(before) == set(ac.families)
+    assert len(backend.aggregates) == len(ac.families), "one backend call per family"
+    assert all(r.with_counts and r.window == default for r in backend.aggregates)
+    before = {e.key: e for e in entries_of(engine, Domain.METRIC)}
+    assert len(before) == len(ac.families) * default.days, "one manifest row per (family, day)"
     backend.aggregates.clear()
 
     for family in ac.families.values():
@@ -43,52 +62,105 @@ def test_every_family_is_computed_once_then_served_from_memory(
         served = engine.serve(Domain.METRIC, family.name, grain, backend=backend).collect()
         assert served.columns == [*grain, family.name]
         expected = direct_metric(backend.inner, ac, family.name, grain)
-        assert_frame_equal(served.sort(list(grain)), expected)
-        assert_frame_equal(first[family.name].sort(list(grain)), expected)
-    assert backend.aggregates == [], "the second round must come from the entries"
+        assert_frame_equal(sorted_frame(served, grain), expected)
+        assert_frame_equal(sorted_frame(first[family.name], grain), expected)
+        slices = slices_of(engine.store, ac, family.name, grain)
+        assert [e.key.slice_day for e in slices] == window_days(default)
+        with_counts = direct_metric(backend.inner, ac, family.name, grain, window=default, with_counts=True)
+        assert_frame_equal(read_slices(engine.store, slices), with_counts)
+    assert backend.aggregates == [], "the second round must come from the slices"
     for entry in entries_of(engine, Domain.METRIC):
         assert entry.version == 1
-        assert entry.access_count == before[entry.key.dataset_id].access_count + 1
+        assert entry.access_count == before[entry.key].access_count + 1
         assert entry.meta.family_fingerprint == ac.family(entry.key.dataset_id).fingerprint
 
 
-@pytest.mark.parametrize("anchor", [(), ("year",)], ids=["empty-anchor", "one-year"])
-def test_a_single_row_result_is_served_but_not_memoized(
-    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext, anchor: tuple[str, ...]
+@pytest.mark.parametrize(
+    ("anchor", "window"), [(("year",), YEAR_2026), (("month",), NOVEMBER)], ids=["one-year", "one-month"]
+)
+def test_a_single_row_result_is_served_but_not_memoized_unless_pinned(
+    engine: MetricEngine,
+    backend: CountingBackend,
+    ac: AnalyticalContext,
+    anchor: tuple[str, ...],
+    window: DateWindow,
 ) -> None:
+    expected = direct_metric(backend.inner, ac, "revenue", anchor, window=window)
     for call in (1, 2):
-        served = engine.serve(Domain.METRIC, "revenue", anchor, backend=backend).collect()
-        assert served.height == 1
-        assert_frame_equal(served, direct_metric(backend.inner, ac, "revenue", anchor))
+        served = engine.serve_metric("revenue", anchor, backend=backend, window=window)
+        assert served.provenance.partial_buckets == (), "one whole bucket: only the singleton rule applies"
+        assert_frame_equal(served.frame.collect(), expected)
+        assert expected.height == 1 and not served.provenance.memoized
         assert len(backend.aggregates) == call, "a singleton is recomputed, never stored"
     assert entries_of(engine, Domain.METRIC) == []
 
+    pinned = engine.serve_metric("revenue", anchor, backend=backend, window=window, pin=True)
+    assert pinned.provenance.memoized
+    (entry,) = entries_of(engine, Domain.METRIC)
+    assert entry.pinned and entry.key.slice_day == window.start
+    again = engine.serve_metric("revenue", anchor, backend=backend, window=window)
+    assert again.provenance.path.kind is PathKind.EXACT
+    assert_frame_equal(again.frame.collect(), expected)
+    assert len(backend.aggregates) == 3
 
-def test_an_mvt_override_is_served_but_never_replaces_the_family_entry(
+
+def test_a_result_without_a_time_dimension_comes_from_day_slices_and_is_not_memoized_itself(
+    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
+) -> None:
+    for anchor in [(), ("region",)]:
+        served = engine.serve_metric("revenue", anchor, backend=backend, window=SAMPLE_WINDOW)
+        expected = direct_metric(backend.inner, ac, "revenue", anchor, window=SAMPLE_WINDOW)
+        assert_frame_equal(sorted_frame(served.frame.collect(), anchor), expected)
+    # () was fetched at (day) and (region) at (region, day): both kept per day for later windows.
+    assert [(r.anchor, r.window) for r in backend.aggregates] == [
+        (("day",), SAMPLE_WINDOW),
+        (("region", "day"), SAMPLE_WINDOW),
+    ]
+    grains = {e.key.anchor for e in entries_of(engine, Domain.METRIC)}
+    assert grains == {("day",), ("region", "day")}
+
+    inner = DateWindow(date(2026, 11, 3), date(2026, 11, 9))
+    for anchor in [(), ("region",)]:
+        served = engine.serve_metric("revenue", anchor, backend=backend, window=inner)
+        assert served.provenance.path.kind is PathKind.ROLLUP
+        expected = direct_metric(backend.inner, ac, "revenue", anchor, window=inner)
+        assert_frame_equal(sorted_frame(served.frame.collect(), anchor), expected)
+    assert len(backend.aggregates) == 2, "a sub-window is answered from the day slices"
+
+
+def test_an_mvt_override_is_served_but_never_replaces_the_family_slices(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:
     propagate = MissingValueTreatment(MissingValueKind.PROPAGATE)
     grain = ac.family("spend").base_grain
-    expected = backend.inner.aggregate(AggregateRequest(ac.family("spend"), grain, mvt=propagate)).collect()
+    expected = direct_metric(backend.inner, ac, "spend", grain, window=SAMPLE_WINDOW, mvt=propagate)
     assert expected["spend"].null_count() > 0, "the sample has null spend, so propagate differs from impute"
 
-    overridden = engine.serve(Domain.METRIC, "spend", grain, mvt=propagate, backend=backend).collect()
-    assert_frame_equal(overridden.sort(list(grain)), expected.sort(list(grain)))
+    overridden = engine.serve(
+        Domain.METRIC, "spend", grain, mvt=propagate, backend=backend, window=SAMPLE_WINDOW
+    ).collect()
+    assert_frame_equal(sorted_frame(overridden, grain), expected)
     assert entries_of(engine, Domain.METRIC) == []
 
-    family_frame = engine.serve(Domain.METRIC, "spend", grain, backend=backend).collect()
+    family_frame = engine.serve(
+        Domain.METRIC, "spend", grain, backend=backend, window=SAMPLE_WINDOW
+    ).collect()
     assert family_frame["spend"].null_count() == 0, "the family imputes 0.0"
-    (entry,) = entries_of(engine, Domain.METRIC)
+    before = entries_of(engine, Domain.METRIC)
+    assert len(before) == SAMPLE_WINDOW.days
 
-    again = engine.serve(Domain.METRIC, "spend", grain, mvt=propagate, backend=backend).collect()
-    assert_frame_equal(again.sort(list(grain)), expected.sort(list(grain)))
-    assert len(backend.aggregates) == 3, "an override is never served from the family's entry"
-    (after,) = entries_of(engine, Domain.METRIC)
-    assert (after.version, after.path, after.meta.mvt) == (entry.version, entry.path, "impute")
-    assert_frame_equal(engine.store.scan(after).collect(), family_frame)
+    again = engine.serve(Domain.METRIC, "spend", grain, mvt=propagate, backend=backend, window=SAMPLE_WINDOW)
+    assert_frame_equal(sorted_frame(again.collect(), grain), expected)
+    assert len(backend.aggregates) == 3, "an override is never served from the family's slices"
+    after = entries_of(engine, Domain.METRIC)
+    assert [(e.key, e.version, e.path, e.meta.mvt) for e in after] == [
+        (e.key, e.version, e.path, "impute") for e in before
+    ]
+    stored = read_slices(engine.store, after).drop("__rows", "__nonnull")
+    assert_frame_equal(stored, sorted_frame(family_frame, grain))
 
 
-def test_a_changed_family_is_recomputed_not_served_from_its_old_entry(
+def test_a_changed_family_is_recomputed_not_served_from_its_old_slices(
     *,
     tmp_path: Path,
     sample_dir: Path,
@@ -98,9 +170,15 @@ def test_a_changed_family_is_recomputed_not_served_from_its_old_entry(
     backend: CountingBackend,
 ) -> None:
     grain = ac.family("revenue").base_grain
-    old_frame = engine.serve(Domain.METRIC, "revenue", grain, backend=backend).collect()
-    engine.serve(Domain.METRIC, "conversions", ac.family("conversions").base_grain, backend=backend)
-    old = {e.key.dataset_id: e for e in entries_of(engine, Domain.METRIC)}
+    old_frame = engine.serve(Domain.METRIC, "revenue", grain, backend=backend, window=SAMPLE_WINDOW).collect()
+    engine.serve(
+        Domain.METRIC,
+        "conversions",
+        ac.family("conversions").base_grain,
+        backend=backend,
+        window=SAMPLE_WINDOW,
+    )
+    old = {e.key: e for e in entries_of(engine, Domain.METRIC)}
 
     path = write_ac_variant(
         tmp_path / "acs",
@@ -113,42 +191,60 @@ def test_a_changed_family_is_recomputed_not_served_from_its_old_entry(
     changed = load_ac(path, source_path=sample_dir)
     assert changed.family("revenue").fingerprint != ac.family("revenue").fingerprint
     changed_backend = CountingBackend(backend_for(changed))
-    changed_engine = MetricEngine.open(changed, settings)
+    changed_engine = MetricEngine.open(changed, settings, today=fixed_today)
     try:
-        served = changed_engine.serve(Domain.METRIC, "revenue", grain, backend=changed_backend).collect()
+        served = changed_engine.serve(
+            Domain.METRIC, "revenue", grain, backend=changed_backend, window=SAMPLE_WINDOW
+        ).collect()
         changed_engine.serve(
-            Domain.METRIC, "conversions", changed.family("conversions").base_grain, backend=changed_backend
+            Domain.METRIC,
+            "conversions",
+            changed.family("conversions").base_grain,
+            backend=changed_backend,
+            window=SAMPLE_WINDOW,
         )
     finally:
         changed_engine.close()
         changed_backend.close()
 
-    assert len(changed_backend.aggregates) == 1, "only the changed family is recomputed"
-    expected = direct_metric(backend.inner, changed, "revenue", grain)
-    assert_frame_equal(served.sort(list(grain)), expected)
-    assert not served.sort(list(grain)).equals(old_frame.sort(list(grain)))
-    entry = next(e for e in entries_of(engine, Domain.METRIC) if e.key.dataset_id == "revenue")
-    assert entry.version == old["revenue"].version + 1
-    assert entry.meta.family_fingerprint == changed.family("revenue").fingerprint
+    assert [r.family.name for r in changed_backend.aggregates] == ["revenue"], "only the changed family"
+    expected = direct_metric(backend.inner, changed, "revenue", grain, window=SAMPLE_WINDOW)
+    assert_frame_equal(sorted_frame(served, grain), expected)
+    assert not sorted_frame(served, grain).equals(sorted_frame(old_frame, grain))
+    for entry in entries_of(engine, Domain.METRIC):
+        if entry.key.dataset_id == "revenue":
+            assert entry.version == old[entry.key].version + 1
+            assert entry.meta.family_fingerprint == changed.family("revenue").fingerprint
+        else:
+            assert entry.version == old[entry.key].version
+    slices = slices_of(engine.store, ac, "revenue", grain)
+    assert len(slices) == SAMPLE_WINDOW.days
+    counted = direct_metric(backend.inner, changed, "revenue", grain, window=SAMPLE_WINDOW, with_counts=True)
+    assert_frame_equal(read_slices(engine.store, slices), counted)
 
 
 def test_columns_follow_the_requested_anchor_order(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:
     assert ac.canonical_grain(("day", "region")) == ("region", "day")
-    expected = direct_metric(backend.inner, ac, "revenue", ("day", "region"))
+    expected = direct_metric(backend.inner, ac, "revenue", ("day", "region"), window=SAMPLE_WINDOW)
 
-    computed = engine.serve(Domain.METRIC, "revenue", ("day", "region"), backend=backend).collect()
-    from_entry = engine.serve(Domain.METRIC, "revenue", ("day", "region"), backend=backend).collect()
-    canonical = engine.serve(Domain.METRIC, "revenue", ("region", "day"), backend=backend).collect()
+    served = [
+        engine.serve_metric("revenue", anchor, backend=backend, window=SAMPLE_WINDOW)
+        for anchor in [("day", "region"), ("day", "region"), ("region", "day")]
+    ]
+    frames = [s.frame.collect() for s in served]
 
-    assert computed.columns == from_entry.columns == ["day", "region", "revenue"]
-    assert canonical.columns == ["region", "day", "revenue"]
-    assert_frame_equal(computed.sort(["day", "region"]), expected)
-    assert_frame_equal(from_entry.sort(["day", "region"]), expected)
-    assert len(backend.aggregates) == 1, "both orders share the canonical entry"
-    (entry,) = entries_of(engine, Domain.METRIC)
-    assert entry.key.anchor == ("region", "day")
+    assert [f.columns for f in frames] == [
+        ["day", "region", "revenue"],
+        ["day", "region", "revenue"],
+        ["region", "day", "revenue"],
+    ]
+    assert [s.provenance.path.kind for s in served] == [PathKind.BACKEND, PathKind.EXACT, PathKind.EXACT]
+    for frame in frames:
+        assert_frame_equal(frame.select(expected.columns).sort(["day", "region"]), expected)
+    assert len(backend.aggregates) == 1, "both orders share the canonical slices"
+    assert {e.key.anchor for e in entries_of(engine, Domain.METRIC)} == {("region", "day")}
 
 
 def test_unknown_names_fail_typed_before_any_backend_call(
@@ -182,7 +278,7 @@ def test_an_unreachable_dimension_fails_before_any_backend_call(
     )
     variant = load_ac(path, source_path=sample_dir)
     counting = CountingBackend(backend_for(variant))
-    variant_engine = MetricEngine.open(variant, settings)
+    variant_engine = MetricEngine.open(variant, settings, today=fixed_today)
     try:
         with pytest.raises(UnknownNameError, match=r"'customer' cannot be reached from schema 'stores'"):
             variant_engine.serve(Domain.METRIC, "store_count", ("region", "customer"), backend=counting)
@@ -193,17 +289,70 @@ def test_an_unreachable_dimension_fails_before_any_backend_call(
         counting.close()
 
 
-def test_a_result_over_the_byte_cap_is_served_but_not_memoized(
+def test_a_result_over_the_byte_cap_is_served_and_recommended_not_memoized_unless_pinned(
     ac: AnalyticalContext, settings: Settings, backend: CountingBackend
 ) -> None:
-    capped = MetricEngine(ac, EntryStore.from_settings(settings), entry_byte_cap=10)
+    capped = MetricEngine(ac, EntryStore.from_settings(settings), entry_byte_cap=10, today=fixed_today)
     try:
         grain = ac.family("revenue").base_grain
+        expected = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW)
         for call in (1, 2):
-            served = capped.serve(Domain.METRIC, "revenue", grain, backend=backend).collect()
-            assert served.height > 1 and served.estimated_size() > 10
-            assert_frame_equal(served.sort(list(grain)), direct_metric(backend.inner, ac, "revenue", grain))
-            assert len(backend.aggregates) == call
+            served = capped.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW)
+            frame = served.frame.collect()
+            assert frame.height > 1 and frame.estimated_size() > 10
+            assert_frame_equal(sorted_frame(frame, grain), expected)
+            assert len(backend.aggregates) == call and not served.provenance.memoized
+            assert len(capped.recommendations) == call
         assert capped.entries() == []
+        assert all(
+            "revenue at (region, day)" in r and "10-byte entry cap" in r for r in capped.recommendations
+        )
+
+        pinned = capped.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW, pin=True)
+        assert pinned.provenance.memoized and len(capped.recommendations) == 2, "a pin overrides the cap"
+        slices = slices_of(capped.store, ac, "revenue", grain)
+        assert len(slices) == SAMPLE_WINDOW.days and all(e.pinned for e in slices)
+        assert capped.store.total_bytes(ac.name, evictable_only=True) == 0
+        again = capped.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW)
+        assert again.provenance.path.kind is PathKind.EXACT and len(backend.aggregates) == 3
+        assert_frame_equal(sorted_frame(again.frame.collect(), grain), expected)
     finally:
         capped.close()
+
+
+def test_recompute_calls_the_backend_despite_the_slices_and_replaces_them(
+    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
+) -> None:
+    grain = ("region", "day")
+    engine.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW)
+    before = {e.key: e for e in slices_of(engine.store, ac, "revenue", grain)}
+
+    served = engine.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW, recompute=True)
+
+    assert served.provenance.path.kind is PathKind.BACKEND and served.provenance.memoized
+    assert [r.window for r in backend.aggregates] == [SAMPLE_WINDOW, SAMPLE_WINDOW]
+    after = slices_of(engine.store, ac, "revenue", grain)
+    assert {e.key for e in after} == set(before)
+    assert all(e.version == before[e.key].version + 1 and e.path != before[e.key].path for e in after)
+    expected = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW)
+    assert_frame_equal(sorted_frame(served.frame.collect(), grain), expected)
+    counted = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW, with_counts=True)
+    assert_frame_equal(read_slices(engine.store, after), counted)
+
+
+def test_a_non_invariant_family_at_a_coarser_grain_goes_to_the_backend(
+    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
+) -> None:
+    engine.serve_metric("average_sale", ("store", "day"), backend=backend, window=SAMPLE_WINDOW)
+    for anchor in [("region", "day"), ("region",)]:
+        served = engine.serve_metric("average_sale", anchor, backend=backend, window=SAMPLE_WINDOW)
+        path = served.provenance.path
+        assert (path.kind, path.source_anchor) == (PathKind.BACKEND, anchor)
+        assert served.provenance.not_further_rollable
+        assert backend.aggregates[-1].anchor == anchor
+        expected = direct_metric(backend.inner, ac, "average_sale", anchor, window=SAMPLE_WINDOW)
+        assert_frame_equal(sorted_frame(served.frame.collect(), anchor), expected)
+    assert len(backend.aggregates) == 3
+    # (region, day) has a time dimension, so it is memoized per day; (region,) is not memoized.
+    grains = {e.key.anchor for e in entries_of(engine, Domain.METRIC)}
+    assert grains == {("store", "day"), ("region", "day")}

@@ -181,11 +181,12 @@ class MetricServer:
     ) -> tuple[_Option | None, tuple[Rejection, ...]]:
         rejections: list[Rejection] = []
         options: list[_Option] = []
-        grains = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name)) | {target}
+        memoized = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name))
+        grains = memoized | {target}
         for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
             option_or_reason = self._consider(family, grain, target, window)
             if isinstance(option_or_reason, str):
-                if grain != target or option_or_reason:
+                if grain in memoized or option_or_reason.startswith("the window"):
                     rejections.append(Rejection(grain, option_or_reason))
             else:
                 options.append(option_or_reason)
@@ -225,8 +226,6 @@ class MetricServer:
         slices = self._valid_slices(family, grain, window)
         present = [slices[b.start] for b in needed if b.start in slices]
         if len(present) < len(needed):
-            if grain == target and not present:
-                return ""  # nothing memoized at the target: not worth a line in explain
             return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
         return _Option(grain, tuple(present), derivations)
 

@@ -6,5 +6,16 @@ from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.migrations_runner import migrate
 from metric_platform.engine.store.records import Entry, EntryMeta, GrainSummary, SweepReport
+from metric_platform.engine.store.unreadable import UnreadableEntryError
 
-__all__ = ["Domain", "Entry", "EntryKey", "EntryMeta", "EntryStore", "GrainSummary", "SweepReport", "migrate"]
+__all__ = [
+    "Domain",
+    "Entry",
+    "EntryKey",
+    "EntryMeta",
+    "EntryStore",
+    "GrainSummary",
+    "SweepReport",
+    "UnreadableEntryError",
+    "migrate",
+]

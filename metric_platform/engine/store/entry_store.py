@@ -5,6 +5,11 @@ write transaction, the key is unique in the database, and a publish writes its f
 name before the manifest points at it. Readers therefore see either the old file or the new one,
 never a torn one, and a replaced file stays on disk for the grace period.
 
+Files are registered as in flight before they are written (``in_flight``), so a sweep never takes a
+file whose publish is still under way; the manifest transaction swaps the registrations for rows.
+A file deleted or damaged behind the store's back makes ``scan``/``scan_slices`` raise
+``UnreadableEntryError``; ``drop_unreadable`` then forgets the entry so that it is recomputed.
+
 Day slices are logical: ``publish_slices`` writes the slices of a computed range to ONE file and
 one manifest row per slice points at it (730 one-day files cost 25x one file to read, and 0.7 s to
 fsync). A file is therefore retired only when its last referencing row is replaced or deleted.
@@ -12,7 +17,9 @@ fsync). A file is therefore retired only when its last referencing row is replac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,9 +28,10 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from metric_platform.db import create_db_engine, read_transaction, write_transaction
-from metric_platform.engine.store import manifest, reader, slice_manifest
+from metric_platform.engine.store import in_flight, manifest, reader, slice_manifest, unreadable
 from metric_platform.engine.store.keys import WHOLE_ENTRY, Domain, EntryKey
 from metric_platform.engine.store.layout import (
     entry_dir,
@@ -33,10 +41,10 @@ from metric_platform.engine.store.layout import (
 )
 from metric_platform.engine.store.migrations_runner import migrate
 from metric_platform.engine.store.records import Entry, EntryMeta, GrainSummary, SweepReport
-from metric_platform.engine.store.schema import engine_entries, engine_meta
+from metric_platform.engine.store.schema import KEY_COLUMNS, engine_entries, engine_meta
 from metric_platform.engine.store.slices import apportion_bytes, plan_slices
 from metric_platform.engine.store.sweeper import sweep
-from metric_platform.errors import InvalidRequestError, UnknownNameError
+from metric_platform.errors import InvalidRequestError, StorageError, UnknownNameError
 
 if TYPE_CHECKING:
     from metric_platform.settings import Settings
@@ -122,6 +130,7 @@ class EntryStore:
         """A LazyFrame over the entry's file; it keeps collecting for the grace period after a replacement.
 
         For a slice sharing its file with others, this is the WHOLE file: use ``scan_slices``.
+        A missing or unreadable file is an ``UnreadableEntryError`` (see ``drop_unreadable``).
         """
         return reader.open_entry(entry)
 
@@ -144,7 +153,8 @@ class EntryStore:
     def scan_slices(self, entries: Sequence[Entry], *, schema: pl.Schema | None = None) -> pl.LazyFrame:
         """The union of ``entries``' rows, each distinct file scanned once (see ``reader.scan_slices``).
 
-        No entries: an empty frame of ``schema``, or InvalidRequestError without one.
+        No entries: an empty frame of ``schema``, or InvalidRequestError without one. Missing or
+        unreadable files: one ``UnreadableEntryError`` carrying all their entries.
         """
         return reader.scan_slices(entries, schema=schema)
 
@@ -174,30 +184,35 @@ class EntryStore:
     def publish_many(self, items: Sequence[tuple[EntryKey, pl.DataFrame, EntryMeta]]) -> list[Entry]:
         """Store every frame and point the manifest at all of them in ONE transaction.
 
-        Files are written (temp name, fsync, rename) before the transaction; a crash in between
-        leaves only unreferenced files, which ``sweep`` removes. Replaced files are retired.
+        Files are registered as in flight, then written (temp name, fsync, rename), before the
+        transaction; a crash in between leaves only registered files, which ``sweep`` removes once
+        their registration falls due. Replaced files are retired.
         """
         if not items:
             return []
         _check_items(items)
         now = self._now()
+        planned = [
+            (key, frame, meta, (entry_dir(key) / new_file_name(now)).as_posix()) for key, frame, meta in items
+        ]
+        relatives = [relative for _, _, _, relative in planned]
+        in_flight.register(self._engine, {relative: key.ac_name for key, _, _, relative in planned}, now)
         written: list[_Written] = []
         try:
-            for key, frame, meta in items:
-                relative = entry_dir(key) / new_file_name(now)
-                absolute = self._data_dir.joinpath(*relative.parts)
+            for key, frame, meta, relative in planned:
+                absolute = self._absolute(relative)
                 size = write_parquet_atomically(frame, absolute)
-                written.append(_Written(key, meta, relative.as_posix(), absolute, frame.height, size))
+                written.append(_Written(key, meta, relative, absolute, frame.height, size))
         except BaseException:
             # Nothing references these files yet, so removing them now is safe.
             for done in written:
                 done.absolute.unlink(missing_ok=True)
+            self._release(relatives)
             raise
         self._before_manifest_commit([done.absolute for done in written])
-        # If this transaction fails we leave the files alone: the commit may have succeeded with
-        # only the acknowledgement lost, and the sweep removes them if no row refers to them.
         published: dict[EntryKey, Entry] = {}
-        with write_transaction(self._engine) as conn:
+        what = f"{len(items)} entr{'y' if len(items) == 1 else 'ies'} of {items[0][0].describe()}"
+        with self._manifest_transaction(relatives, what) as conn:
             manifest.lock_bases(conn, [done.key for done in written])
             replaced: dict[str, str] = {}
             # A fixed lock order, so that two publish_many calls never deadlock on PostgreSQL.
@@ -241,16 +256,21 @@ class EntryStore:
             return []
         now = self._now()
         relative = shared_slices_file(base, min(plan.days), max(plan.days), now).as_posix()
-        absolute = self._data_dir.joinpath(*relative.split("/"))
-        size = write_parquet_atomically(plan.frame, absolute)  # unlinks its temp file on failure
+        absolute = self._absolute(relative)
+        in_flight.register(self._engine, {relative: base.ac_name}, now)
+        try:
+            size = write_parquet_atomically(plan.frame, absolute)  # unlinks its temp file on failure
+        except BaseException:
+            self._release([relative])
+            raise
         counts = [plan.row_counts[day] for day in plan.days]
         rows = [
             slice_manifest.SliceRow(day.isoformat(), plan.metas[day], count, share)
             for day, count, share in zip(plan.days, counts, apportion_bytes(size, counts), strict=True)
         ]
         self._before_manifest_commit([absolute])
-        # As in publish_many, a failed transaction leaves the file for the orphan sweep.
-        with write_transaction(self._engine) as conn:
+        # As in publish_many, a failed transaction leaves the registered file for the sweep.
+        with self._manifest_transaction([relative], f"the slices of {base.describe()}") as conn:
             manifest.lock_bases(conn, [base])
             stored, replaced = slice_manifest.upsert_slices(
                 conn, base, rows, parquet_path=relative, slice_column=slice_column, now=now
@@ -262,28 +282,66 @@ class EntryStore:
     def _before_manifest_commit(self, paths: Sequence[Path]) -> None:
         """Hook between writing the files and the manifest transaction; tests simulate a crash here."""
 
+    @contextmanager
+    def _manifest_transaction(self, relatives: Sequence[str], what: str) -> Iterator[Connection]:
+        """The write transaction that references the in-flight files ``relatives``; claims them last.
+
+        If a sweep reclaimed them meanwhile, it rolls back and removes what is left of them. On any
+        other failure the files stay: the commit may have succeeded with only the acknowledgement
+        lost, and if it did not, their registrations fall due and the sweep removes them.
+        """
+        try:
+            with write_transaction(self._engine) as conn:
+                yield conn
+                in_flight.claim(conn, relatives, what=what)
+        except in_flight.FilesReclaimedError:
+            for relative in relatives:
+                self._absolute(relative).unlink(missing_ok=True)
+            raise
+
+    def _release(self, relatives: Sequence[str]) -> None:
+        # Best effort after a failed write: registrations left behind fall due and are swept.
+        with contextlib.suppress(StorageError):
+            in_flight.release(self._engine, relatives)
+
+    def _absolute(self, relative: str) -> Path:
+        return self._data_dir.joinpath(*relative.split("/"))
+
     def record_access(self, entries: Sequence[Entry]) -> None:
         """Mark entries as used now (LRU eviction input); each distinct entry counts once per call.
 
-        One UPDATE however many entries (on PostgreSQL after one advisory lock per base key).
+        Best-effort and one UPDATE however many entries. On PostgreSQL a row that another writer
+        holds locked (a publish replacing it) is skipped rather than waited for: this transaction
+        never waits on a lock, so it can never be part of a deadlock.
         """
-        ids = sorted({entry.entry_id for entry in entries})
+        ids = {entry.entry_id for entry in entries}
         if not ids:
             return
         c = engine_entries.c
-        # Integers rendered inline: one statement for any number of slices, with no limit on the
-        # driver's bind parameters (SQLite 32766, psycopg 65535).
-        id_list: sa.BindParameter[list[int]] = sa.bindparam("ids", ids, expanding=True, literal_execute=True)
+        free = (
+            sa.select(c.id)
+            .where(c.id.in_(manifest.id_list(ids)))
+            .order_by(*(c[name] for name in KEY_COLUMNS))
+            .with_for_update(skip_locked=True)
+        )
         statement = (
             sa.update(engine_entries)
-            .where(c.id.in_(id_list))
+            .where(c.id.in_(free))
             .values(last_access_at=self._now(), access_count=c.access_count + 1)
         )
         with write_transaction(self._engine) as conn:
-            # The base lock orders this multi-row UPDATE after any publish of the same slices,
-            # so the two never lock rows in opposite orders (a deadlock on PostgreSQL).
-            manifest.lock_bases(conn, [entry.key for entry in entries])
             conn.execute(statement)
+
+    def drop_unreadable(self, entries: Sequence[Entry]) -> int:
+        """Forget those of ``entries`` whose file is missing or unreadable, so they are recomputed.
+
+        Pass ``UnreadableEntryError.entries``. In one write transaction, deletes each entry's row
+        if it still has the entry's path and version (a row a concurrent writer replaced is kept)
+        and the file is missing or its Parquet footer unreadable; a pinned entry is dropped too
+        (its data is gone). Returns how many rows were dropped; their files are retired.
+        """
+        retire_after = self._now() + self._grace
+        return unreadable.drop_unreadable(self._engine, self._data_dir, entries, retire_after=retire_after)
 
     def delete(self, key: EntryKey, *, force: bool = False) -> bool:
         """Remove ``key``'s entry (its file is retired); False when there was none.
@@ -309,6 +367,7 @@ class EntryStore:
     def set_pinned(self, key: EntryKey, pinned: bool) -> None:
         statement = sa.update(engine_entries).where(manifest.key_condition(key)).values(pinned=pinned)
         with write_transaction(self._engine) as conn:
+            manifest.lock_bases(conn, [key])  # every writer of a row holds its base lock (``manifest``)
             if conn.execute(statement).rowcount == 0:
                 msg = f"no entry {key.describe()} to pin; publish it first"
                 raise UnknownNameError(msg)
@@ -322,7 +381,9 @@ class EntryStore:
 
         With a manifest shared by several data dirs, always pass ``ac_name``.
         """
-        return sweep(self._engine, self._data_dir, now=self._now(), grace=self._grace, ac_name=ac_name)
+        return sweep(
+            self._engine, self._data_dir, now=self._now(), grace=self._grace, ac_name=ac_name, clock=self._now
+        )
 
     def _now(self) -> datetime:
         now = self._clock()

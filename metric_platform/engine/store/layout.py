@@ -19,7 +19,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import date, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePath, PurePosixPath
 
 import polars as pl
 
@@ -56,6 +56,18 @@ def new_file_name(now: datetime) -> str:
 
 def is_temp_name(name: str) -> bool:
     return TEMP_MARKER in name
+
+
+def guarded_path(path: PurePath) -> PurePath:
+    """The path whose manifest or pending row keeps ``path``: itself, or a temp file's final path.
+
+    >>> guarded_path(PurePosixPath("a/.x.parquet.tmp-0123abcd")).as_posix()
+    'a/x.parquet'
+    """
+    name = path.name
+    if name.startswith(".") and TEMP_MARKER in name:
+        return path.with_name(name[1 : name.rindex(TEMP_MARKER)])
+    return path
 
 
 def write_parquet_atomically(frame: pl.DataFrame, final: Path) -> int:

@@ -7,6 +7,19 @@ Files may be shared by the slices of one base key (``publish_slices``), so a fil
 when no row references it any more. Every writer first takes ``lock_bases`` for the base keys it
 touches: on PostgreSQL that serialises the writers of one base key, so "is this path still
 referenced?" cannot race with another writer replacing the file's other slices.
+
+Lock order on PostgreSQL, the same in every write path so that no two transactions can wait on
+each other in a cycle (SQLite has one write lock per database and cannot deadlock):
+
+1. the advisory locks of the base keys (``lock_bases``), by ascending lock id: one fixed total
+   order of base keys;
+2. ``engine_entries`` rows, by the key columns (``sort_key``; ``ORDER BY ... FOR UPDATE``);
+3. ``engine_pending_deletions`` rows, by path.
+
+Every writer of ``engine_entries`` rows holds the advisory locks of their base keys, except
+``record_access``, whose access stamps are best-effort: it takes its rows ``FOR UPDATE SKIP LOCKED``
+and never waits. The sweeper takes pending rows ``SKIP LOCKED`` too. A transaction that never
+waits cannot close a cycle.
 """
 
 from __future__ import annotations
@@ -66,6 +79,24 @@ def lock_bases(conn: Connection, keys: Iterable[EntryKey]) -> None:
         return  # BEGIN IMMEDIATE already gives the writer the whole database
     for lock_id in sorted({_base_lock_id(key) for key in keys}):
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+def lock_rows(conn: Connection, ids: Iterable[int]) -> list[Row[Any]]:
+    """Lock the rows with these ids (caller holds their bases' ``lock_bases``), in key order."""
+    c = engine_entries.c
+    query = (
+        sa.select(engine_entries)
+        .where(c.id.in_(id_list(ids)))
+        .order_by(*(c[name] for name in KEY_COLUMNS))
+        .with_for_update()
+    )
+    return list(conn.execute(query).all())
+
+
+def id_list(ids: Iterable[int]) -> sa.BindParameter[list[int]]:
+    """Row ids for an ``IN``, rendered inline: one statement for any number of rows, with no limit
+    on the driver's bind parameters (SQLite 32766, psycopg 65535)."""
+    return sa.bindparam("ids", sorted({int(i) for i in ids}), expanding=True, literal_execute=True)
 
 
 def retire_unreferenced(conn: Connection, owners: Mapping[str, str], delete_after: datetime) -> list[str]:

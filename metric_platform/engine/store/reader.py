@@ -15,14 +15,19 @@ import polars as pl
 
 from metric_platform.engine.store.keys import WHOLE_ENTRY, EntryKey
 from metric_platform.engine.store.records import Entry
+from metric_platform.engine.store.unreadable import names, open_file, unreadable_error
 from metric_platform.errors import InvalidRequestError, StorageError
-
-_NAMED = 3  # entries named in a message
 
 
 def open_entry(entry: Entry) -> pl.LazyFrame:
-    """A LazyFrame over the entry's whole file, its footer read now so a corrupt file fails here."""
-    return _open(entry.path, [entry])
+    """A LazyFrame over the entry's whole file, its footer read now so a corrupt file fails here.
+
+    A missing or unreadable file is an ``UnreadableEntryError`` naming the entry.
+    """
+    opened = open_file(entry.path)
+    if isinstance(opened, str):
+        raise unreadable_error([([entry], entry.path, opened)])
+    return opened
 
 
 def scan_slices(entries: Sequence[Entry], *, schema: pl.Schema | None = None) -> pl.LazyFrame:
@@ -34,8 +39,9 @@ def scan_slices(entries: Sequence[Entry], *, schema: pl.Schema | None = None) ->
     file's order (grouped by slice), so sort if you need an order across files.
 
     With no entries the schema is unknown: pass ``schema`` to get an empty frame, otherwise it is
-    an InvalidRequestError. ``schema`` is used only then. Files of different schemas, a missing or
-    unreadable file, are a StorageError naming the entries.
+    an InvalidRequestError. ``schema`` is used only then. Files of different schemas are a
+    StorageError naming the entries; missing or unreadable files one ``UnreadableEntryError``
+    carrying every entry they hold (all files are checked, so one drop heals them all).
     """
     if not entries:
         if schema is None:
@@ -43,18 +49,27 @@ def scan_slices(entries: Sequence[Entry], *, schema: pl.Schema | None = None) ->
             raise InvalidRequestError(msg)
         return pl.LazyFrame(schema=schema)
     by_path = _group_by_path(entries)
+    opened: list[tuple[pl.LazyFrame, list[Entry]]] = []
+    problems: list[tuple[list[Entry], Path, str]] = []
+    for path, group in by_path.items():
+        frame = open_file(path)
+        if isinstance(frame, str):
+            problems.append((group, path, frame))
+        else:
+            opened.append((frame, group))
+    if problems:
+        raise unreadable_error(problems)
     frames: list[pl.LazyFrame] = []
     first_schema: pl.Schema | None = None
     first_group: list[Entry] = []
-    for path, group in by_path.items():
-        frame = _open(path, group)
+    for frame, group in opened:
         got = frame.collect_schema()
         if first_schema is None:
             first_schema, first_group = got, group
         elif got != first_schema:
             msg = (
-                f"scan_slices cannot combine files of different schemas: {_names(first_group)} has "
-                f"{dict(first_schema)} but {_names(group)} has {dict(got)}. Delete the stale entries "
+                f"scan_slices cannot combine files of different schemas: {names(first_group)} has "
+                f"{dict(first_schema)} but {names(group)} has {dict(got)}. Delete the stale entries "
                 "so that they are recomputed, or scan them separately."
             )
             raise StorageError(msg)
@@ -92,29 +107,3 @@ def _slice_filter(group: Sequence[Entry]) -> pl.Expr | None:
     if total is not None and len(group) >= total:
         return None
     return pl.col(column).is_in(sorted(date.fromisoformat(e.key.slice_key) for e in group))
-
-
-def _open(path: Path, group: Sequence[Entry]) -> pl.LazyFrame:
-    if not path.is_file():
-        msg = (
-            f"the file of {_names(group)} is missing: {path}. It was removed outside the store, or "
-            "these entries are older than the grace period; get()/list_slices() them again, or "
-            "delete() them so that they are recomputed."
-        )
-        raise StorageError(msg)
-    try:
-        frame = pl.scan_parquet(path)
-        frame.collect_schema()
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        msg = (
-            f"the file of {_names(group)} is unreadable ({path}): {exc}. "
-            "delete() them so that they are recomputed."
-        )
-        raise StorageError(msg) from exc
-    return frame
-
-
-def _names(group: Sequence[Entry]) -> str:
-    shown = ", ".join(f"entry {e.key.describe()} v{e.version}" for e in group[:_NAMED])
-    more = len(group) - _NAMED
-    return f"{shown} (and {more} more)" if more > 0 else shown

@@ -1,8 +1,9 @@
 """Manifest statements for the slices of one base key, in bulk: a range publish touches hundreds.
 
 Each function runs on a connection inside a transaction the caller opened; a writer must hold
-``manifest.lock_bases`` for the base key first, which is what makes the read-then-write here safe
-on PostgreSQL without row-by-row locking (SQLite's ``BEGIN IMMEDIATE`` already serialises it).
+``manifest.lock_bases`` for the base key first, which serialises the read-then-write here on
+PostgreSQL (SQLite's ``BEGIN IMMEDIATE`` already does). The rows are also locked, in slice-key
+order, so writers that skip the base lock (``record_access``) cannot change them in between.
 """
 
 from __future__ import annotations
@@ -48,11 +49,13 @@ def upsert_slices(
     if not slices:
         return [], set()
     wanted = {item.slice_key for item in slices}
-    existing = {str(row.slice_key): row for row in _rows_between(conn, base, min(wanted), max(wanted))}
+    locked = _rows_between(conn, base, min(wanted), max(wanted), for_update=True)
+    existing = {str(row.slice_key): row for row in locked}
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
     replaced: set[str] = set()
-    for item in slices:
+    # By slice key, the lock order of every writer (see ``manifest``), whatever the caller's order.
+    for item in sorted(slices, key=lambda s: s.slice_key):
         content = manifest.content_values(
             item.meta,
             parquet_path=parquet_path,
@@ -129,7 +132,9 @@ def grain_summaries(
     return summaries
 
 
-def _rows_between(conn: Connection, base: EntryKey, first: str, last: str) -> list[Row[Any]]:
+def _rows_between(
+    conn: Connection, base: EntryKey, first: str, last: str, *, for_update: bool = False
+) -> list[Row[Any]]:
     # A range on the unique index instead of an IN list: no bind-parameter limit at any count.
     c = engine_entries.c
     query = (
@@ -137,4 +142,7 @@ def _rows_between(conn: Connection, base: EntryKey, first: str, last: str) -> li
         .where(manifest.base_condition(base), c.slice_key >= first, c.slice_key <= last)
         .order_by(c.slice_key)
     )
+    if for_update:
+        # Locked in slice-key order (PostgreSQL locks the sorted rows), as ``manifest`` prescribes.
+        query = query.with_for_update()
     return list(conn.execute(query).all())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -12,6 +14,7 @@ import polars as pl
 from polars.testing import assert_frame_equal
 
 from metric_platform.engine.store import Domain, EntryKey, EntryMeta, EntryStore
+from metric_platform.errors import UnknownNameError
 
 CRASH_EXIT_CODE = 17
 
@@ -130,3 +133,49 @@ def publish_slices_worker(manifest_url: str, data_dir: str, ac_name: str, worker
             assert [e.key.slice_day for e in listed] == mine, "a slice of the range is missing"
             got = store.scan_slices(listed).collect().sort("day", "value")
             assert_frame_equal(got, slice_frame(mine).sort("day", "value"))
+
+
+# -- lock order --------------------------------------------------------------------------------
+
+LOCK_ORDER_KEYS = 4
+
+
+def lock_order_worker(manifest_url: str, data_dir: str, ac_name: str, worker: int, seconds: float) -> None:
+    """Run every write path over overlapping keys, in worker-specific orders, for ``seconds``.
+
+    Worker 0 also sweeps with no grace and a clock two hours ahead, so only the in-flight
+    registration keeps the other workers' files alive between their writes and their commits.
+    Any error (a deadlock is one) fails the process.
+    """
+    whole = [key(ac_name, f"family_{i}") for i in range(LOCK_ORDER_KEYS)]
+    base = slice_base(ac_name)
+    ahead = timedelta(hours=2)
+    with (
+        EntryStore(manifest_url, Path(data_dir), clock=lambda: datetime.now(UTC)) as store,
+        EntryStore(
+            manifest_url, Path(data_dir), grace_seconds=0, clock=lambda: datetime.now(UTC) + ahead
+        ) as sweeper,
+    ):
+        deadline = time.monotonic() + seconds
+        round_ = 0
+        while round_ < 3 or time.monotonic() < deadline:
+            shift = (worker + round_) % len(whole)
+            order = whole[shift:] + whole[:shift]
+            if worker % 2:
+                order.reverse()
+            published = store.publish_many([(k, frame_for(k, rows=20), meta()) for k in order])
+            span = days(2 * worker + round_ % 3, 6)
+            slices = span[::-1] if worker % 2 else span
+            sliced = store.publish_slices(
+                base, slice_frame(span), slice_column="day", slices=slices, meta=meta()
+            )
+            listed = store.list_entries(ac_name)
+            store.record_access(listed[::-1] + published + sliced if worker % 2 else listed + sliced)
+            with contextlib.suppress(UnknownNameError):  # another worker may have just deleted it
+                store.set_pinned(order[0], round_ % 2 == 0)
+            assert store.drop_unreadable(listed) == 0, "a current row named a missing file"
+            if round_ % 4 == worker % 4:
+                store.delete(order[-1], force=True)
+            if worker == 0:
+                sweeper.sweep(ac_name=ac_name)
+            round_ += 1

@@ -10,7 +10,8 @@ from typing import Any
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from metric_platform.engine.store import EntryStore
+from metric_platform.engine.store import EntryStore, SweepReport
+from metric_platform.engine.store.in_flight import IN_FLIGHT_MAX_AGE
 from metric_platform.engine.store.schema import engine_entries, engine_pending_deletions
 from metric_platform_tests.engine.store._support import (
     CRASH_EXIT_CODE,
@@ -42,7 +43,7 @@ def _run(target: Callable[..., None], arg_sets: list[tuple[Any, ...]]) -> list[i
     return [proc.exitcode for proc in procs]
 
 
-def test_publisher_killed_before_manifest_commit_leaves_only_a_sweepable_orphan(
+def test_publisher_killed_before_manifest_commit_leaves_only_a_registered_file_the_sweep_removes(
     manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore], clock: FakeClock
 ) -> None:
     assert _run(crash_publish_worker, [(manifest_url, str(data_dir), ac_name)]) == [CRASH_EXIT_CODE]
@@ -50,14 +51,16 @@ def test_publisher_killed_before_manifest_commit_leaves_only_a_sweepable_orphan(
     store = make_store()
     k = key(ac_name)
     assert store.get(k) is None and store.list_entries(ac_name) == []
-    orphans = list((data_dir / ac_name).rglob("*.parquet"))
-    assert len(orphans) == 1, "the file was written and renamed before the crash"
+    leftovers = list((data_dir / ac_name).rglob("*.parquet"))
+    assert len(leftovers) == 1, "the file was written and renamed before the crash"
 
     entry = store.publish(k, frame_for(k), meta())
     assert entry.version == 1 and entry.meta.family_fingerprint == "fp-1"
     clock.advance(PAST_ORPHAN_AGE)
-    assert store.sweep(ac_name=ac_name).orphans_deleted == 1
-    assert not orphans[0].exists()
+    assert store.sweep(ac_name=ac_name) == SweepReport(0, 0, 0), "registered: it may still be in flight"
+    clock.advance(IN_FLIGHT_MAX_AGE.total_seconds())
+    assert store.sweep(ac_name=ac_name).files_deleted == 1
+    assert not leftovers[0].exists()
     assert_frame_equal(store.scan(entry).collect(), frame_for(k))
 
 

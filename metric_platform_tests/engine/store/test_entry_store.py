@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from metric_platform.engine.store import Domain, EntryKey, EntryStore
+from metric_platform.engine.store import Domain, EntryKey, EntryStore, UnreadableEntryError
+from metric_platform.engine.store.in_flight import IN_FLIGHT_MAX_AGE
 from metric_platform.engine.store.schema import engine_pending_deletions
 from metric_platform.engine.store.sweeper import MIN_ORPHAN_AGE
 from metric_platform.errors import InvalidRequestError, StorageError, UnknownNameError
@@ -188,7 +189,9 @@ def test_publish_many_commits_once_and_returns_entries_in_input_order(
     commits: list[object] = []
     sa.event.listen(store._engine, "commit", commits.append)
     entries = store.publish_many([(k, frame_for(k), meta()) for k in keys])
-    assert [e.key for e in entries] == keys and len(commits) == 1
+    # One commit registers the files before they are written, ONE publishes every key.
+    assert [e.key for e in entries] == keys and len(commits) == 2
+    assert _pending_paths(store, ac_name) == [], "the publish claimed its registrations"
 
 
 def test_publish_many_refuses_duplicate_keys_and_writes_nothing(store: EntryStore, ac_name: str) -> None:
@@ -198,13 +201,13 @@ def test_publish_many_refuses_duplicate_keys_and_writes_nothing(store: EntryStor
     assert not store.data_dir.exists() or list(store.data_dir.rglob("*")) == []
 
 
-def test_unwritable_frame_leaves_no_file_behind(store: EntryStore, ac_name: str) -> None:
+def test_unwritable_frame_leaves_no_file_and_no_registration_behind(store: EntryStore, ac_name: str) -> None:
     good, bad = key(ac_name, "good"), key(ac_name, "bad")
     unwritable = pl.DataFrame({"x": [object()]}, schema={"x": pl.Object})
     with pytest.raises(InvalidRequestError, match="Parquet"):
         store.publish_many([(good, frame_for(good), meta()), (bad, unwritable, meta())])
     assert [p for p in store.data_dir.rglob("*") if p.is_file()] == []
-    assert store.list_entries(ac_name) == []
+    assert store.list_entries(ac_name) == [] and _pending_paths(store, ac_name) == []
 
 
 class _FailingStore(EntryStore):
@@ -213,7 +216,7 @@ class _FailingStore(EntryStore):
         raise RuntimeError("simulated crash before the manifest commit")
 
 
-def test_crash_before_manifest_commit_leaves_a_consistent_store_and_a_sweepable_orphan(
+def test_crash_before_manifest_commit_leaves_a_consistent_store_and_registered_files_swept_later(
     make_store: Callable[..., EntryStore], ac_name: str, clock: FakeClock
 ) -> None:
     store, failing = make_store(), make_store(_FailingStore)
@@ -224,15 +227,17 @@ def test_crash_before_manifest_commit_leaves_a_consistent_store_and_a_sweepable_
 
     assert store.get(k) is None and store.get(other) == kept  # nothing half-published
     assert_frame_equal(store.scan(kept).collect(), frame_for(other))
-    orphans = [p for p in store.data_dir.rglob("*.parquet") if p != kept.path]
-    assert len(orphans) == 2
+    leftovers = [p for p in store.data_dir.rglob("*.parquet") if p != kept.path]
+    assert len(leftovers) == 2
+    assert len(_pending_paths(store, ac_name)) == 2, "registered as in flight before they were written"
 
-    assert store.sweep(ac_name=ac_name).orphans_deleted == 0, "young orphans may be in-flight publishes"
-    orphan_bytes = sum(p.stat().st_size for p in orphans)
     clock.advance(PAST_ORPHAN_AGE)
+    assert store.sweep(ac_name=ac_name).files_deleted == 0, "a registered file may be an in-flight publish"
+    leftover_bytes = sum(p.stat().st_size for p in leftovers)
+    clock.advance(IN_FLIGHT_MAX_AGE.total_seconds())
     report = store.sweep(ac_name=ac_name)
-    assert (report.orphans_deleted, report.bytes_freed) == (2, orphan_bytes)
-    assert not any(p.exists() for p in orphans) and kept.path.exists()
+    assert (report.files_deleted, report.orphans_deleted, report.bytes_freed) == (2, 0, leftover_bytes)
+    assert not any(p.exists() for p in leftovers) and kept.path.exists()
 
     entry = store.publish(k, frame_for(k), meta())
     assert entry.version == 1
@@ -265,16 +270,19 @@ def test_sweep_deletes_only_old_unreferenced_store_files_of_the_given_ac(
     assert_frame_equal(store.scan(live).collect(), frame_for(k))
 
 
-def test_scan_of_corrupt_or_missing_file_is_a_storage_error_naming_the_entry(
+def test_scan_of_corrupt_or_missing_file_is_an_unreadable_entry_error_carrying_the_entry(
     store: EntryStore, ac_name: str
 ) -> None:
     k = key(ac_name)
     entry = store.publish(k, frame_for(k), meta())
     entry.path.write_bytes(b"not parquet at all")
-    with pytest.raises(StorageError, match=rf"{ac_name}/METRIC/revenue\[region\] v1 is unreadable"):
+    with pytest.raises(
+        UnreadableEntryError, match=rf"{ac_name}/METRIC/revenue\[region\] v1 is unreadable"
+    ) as info:
         store.scan(entry)
+    assert info.value.entries == (entry,) and isinstance(info.value, StorageError)
     entry.path.unlink()
-    with pytest.raises(StorageError, match=r"is missing.*delete"):
+    with pytest.raises(UnreadableEntryError, match=r"is missing.*recomputes them on the next request"):
         store.scan(entry)
 
 

@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from metric_platform.engine.store import Domain, EntryKey, EntryStore, GrainSummary
+from metric_platform.engine.store import Domain, EntryKey, EntryStore, GrainSummary, UnreadableEntryError
+from metric_platform.engine.store.in_flight import IN_FLIGHT_MAX_AGE
 from metric_platform.engine.store.schema import engine_pending_deletions
 from metric_platform.engine.store.slices import apportion_bytes
 from metric_platform.errors import InvalidRequestError, StorageError
@@ -68,7 +69,7 @@ def test_publish_slices_writes_one_file_and_one_row_per_slice_including_empty_on
 
     entries = store.publish_slices(base, frame, slice_column="day", slices=week, meta=cutoffs)
 
-    assert len(commits) == 1
+    assert len(commits) == 2, "one to register the file before writing it, ONE for every slice"
     (only_file,) = _files(store)
     assert [e.key for e in entries] == [base.with_slice(day) for day in week]
     assert {e.path for e in entries} == {only_file}
@@ -251,7 +252,7 @@ def test_scan_slices_refuses_mixed_schemas_duplicate_versions_and_schemaless_emp
     assert empty.schema == SLICE_SCHEMA and empty.height == 0
 
     b[0].path.unlink()
-    with pytest.raises(StorageError, match=r"@2026-01-03 v1, .*@2026-01-04 v1 is missing"):
+    with pytest.raises(UnreadableEntryError, match=r"@2026-01-03 v1, .*@2026-01-04 v1 is missing"):
         store.scan_slices(b)
 
 
@@ -332,7 +333,7 @@ class _FailingStore(EntryStore):
         raise RuntimeError("simulated crash before the manifest commit")
 
 
-def test_crash_before_the_manifest_commit_of_publish_slices_leaves_no_rows_and_a_sweepable_orphan(
+def test_crash_before_the_manifest_commit_of_publish_slices_leaves_no_rows_and_a_registered_file(
     make_store: Callable[..., EntryStore], ac_name: str, clock: FakeClock
 ) -> None:
     store, failing = make_store(), make_store(_FailingStore)
@@ -341,10 +342,12 @@ def test_crash_before_the_manifest_commit_of_publish_slices_leaves_no_rows_and_a
         failing.publish_slices(base, slice_frame(week), slice_column="day", slices=week, meta=meta())
 
     assert store.list_slices(base) == [] and store.list_entries(ac_name) == []
-    (orphan,) = _files(store)
-    assert store.sweep(ac_name=ac_name).orphans_deleted == 0, "young orphans may be in-flight publishes"
+    (leftover,) = _files(store)
+    assert _pending_paths(store, ac_name) == [_relative(store, leftover)]
     clock.advance(PAST_ORPHAN_AGE)
-    assert store.sweep(ac_name=ac_name).orphans_deleted == 1 and not orphan.exists()
+    assert store.sweep(ac_name=ac_name).files_deleted == 0, "a registered file may be an in-flight publish"
+    clock.advance(IN_FLIGHT_MAX_AGE.total_seconds())
+    assert store.sweep(ac_name=ac_name).files_deleted == 1 and not leftover.exists()
 
     entries = store.publish_slices(base, slice_frame(week), slice_column="day", slices=week, meta=meta())
     assert [e.version for e in entries] == [1] * 7
