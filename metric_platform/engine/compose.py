@@ -54,12 +54,12 @@ def compose(
 ) -> Frame:
     """``served`` maps each metric name to its frame at ``grain`` (grain columns + the metric)."""
     frame = join_on_grain([lf for lf, _ in served.values()], grain)
+    if grain:  # the join's order is arbitrary; post-grain ops start from the grain's order
+        frame = frame.sort(list(grain), nulls_last=True, maintain_order=True)
     if frame_expression is not None:
         frame = frame_expression.apply(frame)
     if post_grain_ops is not None:
         frame = post_grain_ops.apply(frame, grain=grain)
-    elif grain:
-        frame = frame.sort(list(grain), nulls_last=True)  # a deterministic order without ORDER BY
     derived = {} if frame_expression is None else {d.name: d.expression for d in frame_expression.derived}
     provenance = {name: prov for name, (_, prov) in served.items() if prov is not None}
     return Frame(frame.collect(), grain, provenance, derived)

@@ -126,7 +126,11 @@ class MetricEngine:
 
     def query(self, request: QueryRequest, *, backend: DataAPIBackend) -> Frame:
         """Several metrics at one grain, composed (seed 003 §8), every metric through serve."""
-        return execute_query(self.ac, backend, request, engine=self, today=self._metric.today())
+        return execute_query(self.ac, backend, request, engine=self)
+
+    def today(self) -> dt.date:
+        """The engine's clock (injectable, so tests and backfills can fix the day)."""
+        return self._metric.today()
 
     @property
     def recommendations(self) -> Sequence[str]:
@@ -152,7 +156,9 @@ class MetricEngine:
                 dropped = self.store.drop_unreadable(exc.entries)
                 if dropped == 0:
                     raise
-                log.warning("dropped %d unreadable entries of AC %r; recomputing: %s", dropped, self.ac.name, exc)
+                log.warning(
+                    "dropped %d unreadable entries of AC %r; recomputing: %s", dropped, self.ac.name, exc
+                )
 
     def close(self) -> None:
         self.store.close()

@@ -57,7 +57,9 @@ def execute_query(
 ) -> Frame:
     """Without a window both paths cover the AC's partitions (start date to end date or today)."""
     check_query(ac, request)
-    window = request.window or partition_window(ac, today or dt.date.today())
+    if today is None:
+        today = engine.today() if engine is not None else dt.date.today()
+    window = request.window or partition_window(ac, today)
     served: dict[str, tuple[pl.LazyFrame, Provenance]] = {}
     for name in request.metrics:
         if engine is not None:

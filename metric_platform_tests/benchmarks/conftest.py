@@ -57,7 +57,8 @@ class BenchData:
         return self.source / f"{table}.parquet"
 
 
-def _env_int(name: str, default: int) -> int:
+def env_int(name: str, default: int) -> int:
+    """A positive whole number from the environment, ``default`` when unset (shared by the benchmarks)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -73,23 +74,35 @@ def _env_int(name: str, default: int) -> int:
 
 @pytest.fixture(scope="session")
 def bench_config() -> BenchConfig:
-    rows = _env_int("METRIC_PLATFORM_BENCH_ROWS", DEFAULT_ROWS)
-    reps = _env_int("METRIC_PLATFORM_BENCH_REPS", DEFAULT_REPS)
+    rows = env_int("METRIC_PLATFORM_BENCH_ROWS", DEFAULT_ROWS)
+    reps = env_int("METRIC_PLATFORM_BENCH_REPS", DEFAULT_REPS)
     flag = os.environ.get("METRIC_PLATFORM_BENCH_SQLITE", "").strip()
     sqlite = rows <= SQLITE_MAX_DEFAULT_ROWS if flag == "" else flag == "1"
     return BenchConfig(rows=rows, reps=reps, sqlite=sqlite)
 
 
-@pytest.fixture(scope="session")
-def bench_report(bench_config: BenchConfig) -> Report:
-    header = {
+def run_header(reps: int) -> dict[str, str]:
+    """The facts a report block starts with: when, on what, how busy, how many repetitions."""
+    return {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         **machine_info(),
         # Other work on the machine skews absolute times (ratios less so): say how busy it was.
         "load average at start (1, 5, 15 min)": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
-        "repetitions": f"median of {bench_config.reps} after 1 warm-up (unless a table says otherwise)",
+        "repetitions": f"median of {reps} after 1 warm-up (unless a table says otherwise)",
     }
-    return Report(REPORT_PATH, rows=bench_config.rows, header=header)
+
+
+@pytest.fixture(scope="session")
+def bench_report(bench_config: BenchConfig) -> Report:
+    return Report(REPORT_PATH, rows=bench_config.rows, header=run_header(bench_config.reps))
+
+
+def write_bench_data(directory: Path, spec: SampleSpec) -> tuple[BenchData, float]:
+    """Generate ``spec`` as Parquet into ``directory``; the retail AC reading it and the seconds taken."""
+    start = time.perf_counter()
+    write_parquet(generate(spec), directory)
+    seconds = time.perf_counter() - start
+    return BenchData(ac=load_ac(RETAIL_AC, source_path=directory), source=directory), seconds
 
 
 @pytest.fixture(scope="session")
@@ -97,11 +110,9 @@ def bench_data(
     tmp_path_factory: pytest.TempPathFactory, bench_config: BenchConfig, bench_report: Report
 ) -> BenchData:
     source = tmp_path_factory.mktemp("bench_source")
-    start = time.perf_counter()
-    write_parquet(generate(SampleSpec(rows=bench_config.rows, end_date=END_DATE)), source)
-    seconds = time.perf_counter() - start
+    data, seconds = write_bench_data(source, SampleSpec(rows=bench_config.rows, end_date=END_DATE))
     bench_report.note("data", f"sample generated and written as Parquet in {seconds:.1f} s")
-    return BenchData(ac=load_ac(RETAIL_AC, source_path=source), source=source)
+    return data
 
 
 @pytest.fixture(scope="session")

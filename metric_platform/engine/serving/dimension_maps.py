@@ -60,6 +60,21 @@ def verify(frame: pl.DataFrame, edge: FDEdge, schema: str) -> None:
     raise FDViolationError(msg)
 
 
+def _check_unique_keys(rows: pl.DataFrame, edge: FDEdge, schema: str) -> None:
+    """The schema is joined many-to-one on its key: a repeated key would fan the fact rows out in a
+    backend's join (counting them twice) while the rollup counts them once. Refuse both."""
+    repeated = rows.filter(pl.col(edge.finer).is_not_null() & pl.col(edge.finer).is_duplicated())
+    if repeated.is_empty():
+        return
+    keys = sorted({str(v) for v in repeated[edge.finer].to_list()})
+    more = f" (and {len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
+    msg = (
+        f"schema {schema!r} lists {edge.finer} value(s) {', '.join(map(repr, keys[:_SHOWN]))}{more} more "
+        f"than once, so joining it on {edge.finer} would count facts twice; make {edge.finer} unique there"
+    )
+    raise FDViolationError(msg)
+
+
 class DimensionMaps:
     def __init__(self, ac: AnalyticalContext, store: EntryStore) -> None:
         self.ac = ac
@@ -77,14 +92,14 @@ class DimensionMaps:
             return self.store.scan(entry)
         finer_col = self.ac.dimension(edge.finer).columns[schema]
         coarser_col = self.ac.dimension(edge.coarser).columns[schema]
-        frame = (
+        rows = (
             backend.extract_to_lazyframe(schema)
             .select(pl.col(finer_col).alias(edge.finer), pl.col(coarser_col).alias(edge.coarser))
-            .unique()
-            .sort(edge.finer, edge.coarser, nulls_last=True)
             .collect()
         )
+        frame = rows.unique().sort(edge.finer, edge.coarser, nulls_last=True)
         verify(frame, edge, schema)
+        _check_unique_keys(rows, edge, schema)
         meta = EntryMeta(
             operator=None,
             partition_invariant=None,

@@ -116,7 +116,7 @@ class MetricServer:
         if treatment != family.mvt:
             return (
                 PathKind.BACKEND,
-                target,
+                self._fetch_grain(family, target),
                 (Rejection(target, "a missing-value override is never memoized"),),
             )
         option, rejections = self._choose(family, target, window)

@@ -102,13 +102,18 @@ def source(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> I
     backend.close()
 
 
+OpenEngine = Callable[..., MetricEngine]
+
+
 @pytest.fixture
-def open_engine(tmp_path: Path) -> Iterator[Callable[[AnalyticalContext], MetricEngine]]:
-    """Fresh engines on fresh homes under this test's tmp dir, all closed afterwards."""
+def open_engine(tmp_path: Path) -> Iterator[OpenEngine]:
+    """``open_engine(ac, home=None)``: an engine on a fresh home under this test's tmp dir, or on
+    the named home (a second engine over what a first one memoized); all closed afterwards."""
     opened: list[MetricEngine] = []
 
-    def open_(ac: AnalyticalContext) -> MetricEngine:
-        engine = MetricEngine.open(ac, make_settings(tmp_path / f"home{len(opened)}"), today=lambda: TODAY)
+    def open_(ac: AnalyticalContext, home: str | None = None) -> MetricEngine:
+        settings = make_settings(tmp_path / (home or f"home{len(opened)}"))
+        engine = MetricEngine.open(ac, settings, today=lambda: TODAY)
         opened.append(engine)
         return engine
 

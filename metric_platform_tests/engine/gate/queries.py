@@ -73,6 +73,47 @@ QUERIES = (
         ordered=True,
     ),
     Query(
+        "division by a zero spend gives inf, sorted first; HAVING on a date",
+        QueryRequest(
+            ("revenue", "spend"),
+            ("channel", "week"),
+            WEEKS,
+            _derive("raw_roas = revenue / spend"),
+            _ops(Having("week >= '2026-10-26'"), OrderBy.parse("-raw_roas"), Limit(2, ("week",))),
+        ),
+        ", d AS (SELECT *, revenue / spend AS raw_roas FROM joined) "
+        "SELECT * FROM d WHERE week >= DATE '2026-10-26' QUALIFY row_number() OVER (PARTITION BY week "
+        "ORDER BY raw_roas DESC NULLS LAST, channel NULLS LAST, week NULLS LAST) <= 2 "
+        "ORDER BY week NULLS LAST, raw_roas DESC NULLS LAST, channel NULLS LAST",
+        ordered=True,
+        derived=("raw_roas",),
+    ),
+    Query(
+        "boolean ties over the whole frame, broken by store then month",
+        QueryRequest(
+            ("any_returned", "largest_sale"),
+            ("store", "month"),
+            ALL,
+            post_grain_ops=_ops(OrderBy.parse("-any_returned"), Limit(5)),
+        ),
+        " SELECT * FROM joined "
+        "ORDER BY any_returned DESC NULLS LAST, store NULLS LAST, month NULLS LAST LIMIT 5",
+        ordered=True,
+    ),
+    Query(
+        "ties per month broken by region then channel (NULL channel last)",
+        QueryRequest(
+            ("any_returned", "transaction_count"),
+            ("region", "channel", "month"),
+            ALL,
+            post_grain_ops=_ops(OrderBy.parse("-any_returned"), Limit(4, ("month",))),
+        ),
+        " SELECT * FROM joined QUALIFY row_number() OVER (PARTITION BY month ORDER BY "
+        "any_returned DESC NULLS LAST, region NULLS LAST, channel NULLS LAST, month NULLS LAST) <= 4 "
+        "ORDER BY month NULLS LAST, any_returned DESC NULLS LAST, region NULLS LAST, channel NULLS LAST",
+        ordered=True,
+    ),
+    Query(
         "NULL ties and a NULL group, 2 per channel, grain order (week, channel)",
         QueryRequest(
             ("conversions", "largest_sale"),

@@ -8,16 +8,14 @@ Ordered results are compared row by row: the tie-break is part of the answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from metric_platform.backends.protocol import DateWindow
-from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.serving.types import PathKind
-from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform_tests.engine.gate.compare import assert_same_frame, assert_same_rows
-from metric_platform_tests.engine.gate.conftest import Sample, Source
+from metric_platform_tests.engine.gate.conftest import OpenEngine, Sample, Source
 from metric_platform_tests.engine.gate.queries import QUERIES, D
 from metric_platform_tests.engine.gate.retail_oracle import RetailOracle
 
@@ -32,7 +30,7 @@ def oracle(gate_sample: Sample) -> Iterator[RetailOracle]:
 
 
 def test_every_compose_query_matches_duckdb(
-    source: Source, oracle: RetailOracle, open_engine: Callable[[AnalyticalContext], MetricEngine]
+    source: Source, oracle: RetailOracle, open_engine: OpenEngine
 ) -> None:
     engine = open_engine(source.ac)
     failures: list[str] = []

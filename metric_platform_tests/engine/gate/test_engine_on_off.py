@@ -9,20 +9,16 @@ column, the row order and the NULLs agree exactly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
 from metric_platform.engine.compose import compose
-from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.post_grain import Having, Limit, OrderBy, PostGrainOps
 from metric_platform.engine.query import QueryRequest, execute_query
 from metric_platform.engine.serving.types import PathKind, Provenance, ServingPath
 from metric_platform.semantics.operators import Operator
-from metric_platform.semantics.spec import AnalyticalContext
-from metric_platform_tests.engine.gate.conftest import TODAY, Source
+from metric_platform_tests.engine.gate.conftest import TODAY, OpenEngine, Source
 from metric_platform_tests.engine.gate.queries import ALL, MID, QUERIES, WEEKS
 
 REQUESTS: tuple[QueryRequest, ...] = (
@@ -56,9 +52,7 @@ def assert_identical(on: pl.DataFrame, off: pl.DataFrame, context: str, *, grain
         raise AssertionError(msg) from None
 
 
-def test_engine_on_equals_engine_off(
-    source: Source, open_engine: Callable[[AnalyticalContext], MetricEngine]
-) -> None:
+def test_engine_on_equals_engine_off(source: Source, open_engine: OpenEngine) -> None:
     off = [execute_query(source.ac, source.backend, r, today=TODAY).data for r in REQUESTS]
     engine = open_engine(source.ac)
     failures: list[str] = []
@@ -79,11 +73,6 @@ def test_engine_on_equals_engine_off(
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compose sorts by the grain only when post_grain_ops is None; with HAVING alone the rows keep "
-    "the join's input order, which differs between backends and between engine on and off",
-)
 def test_having_alone_still_gives_rows_in_grain_order() -> None:
     path = ServingPath(PathKind.BACKEND, "m", Operator.SUM, ("g",), ("g",))
     provenance = Provenance("m", path, "polars", "A")
