@@ -1,4 +1,4 @@
-"""``metric-platform serve`` and ``query``: answers, formats, explain, and bad input (exit 2, nothing memoized)."""
+"""``metric-platform serve`` and ``query``: answers, formats, explain; bad input exits 2, memoizes nothing."""
 
 from __future__ import annotations
 
@@ -111,8 +111,8 @@ def test_query_applies_post_grain_ops_in_the_order_written(
 def test_query_limit_per_group(sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "query", RETAIL_YAML, "--source", sample_dir, "--from", FROM, "--to", TO,
-        "--metrics", "revenue", "--grain", "region,month", "--order", "-revenue", "--limit", "1", "--per", "month",
-        "--format", "json",
+        "--metrics", "revenue", "--grain", "region,month",
+        "--order", "-revenue", "--limit", "1", "--per", "month", "--format", "json",
     )  # fmt: skip
     assert code == 0
     frame = pl.DataFrame(json.loads(out))

@@ -123,7 +123,7 @@ class Target:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Serving:
     """The session's data, contenders and report; tables fill up as the tests run."""
 
@@ -485,10 +485,10 @@ def test_miss(
                 timings[f"bare Polars ({polars_engine}){variant}"] = timing
                 bare_timings.append(timing)
         timings["DuckDB SQL over Parquet"] = duck
-        serving.misses += [
+        serving.misses.extend(
             (label, name, ms(t.median_ms), f"{t.median_ms / duck.median_ms:.2f}x")
             for name, t in timings.items()
-        ]
+        )
         serving.publish(
             "3. Miss: the engine against bare Polars and DuckDB (same query, same window)",
             ("query", "contender", "median ms", "x DuckDB"),
@@ -516,9 +516,8 @@ def test_compose(serving: Serving) -> None:
         provenance = engine.query(COMPOSE, backend=serving.backend).provenance
         assert {p.path.kind for p in provenance.values()} == {PathKind.ROLLUP}
         assert {p.path.source_anchor for p in provenance.values()} == {CAMPAIGN_DAY}
-        assert (
-            len(engine.entries(Domain.METRIC)) == written
-        )  # served from memory, nothing recomputed or added
+        # Served from memory: nothing recomputed, nothing added (no cache_hint grain is asked for).
+        assert len(engine.entries(Domain.METRIC)) == written
         duck, expected = serving.from_raw(SQL_COMPOSE)
         assert_same(frame, expected, None)
         label = (
