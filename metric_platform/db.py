@@ -19,7 +19,8 @@ on PostgreSQL (READ COMMITTED) it locks the row until commit. A single
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from metric_platform.errors import StorageError
 
 BUSY_TIMEOUT_MS = 30_000
+# A source session never writes.
+SOURCE_SESSION_OPTIONS = "-c default_transaction_read_only=on"
 _WRITE_OPTION = "mp_write"
 
 
@@ -40,13 +43,33 @@ def create_db_engine(url: str, *, read_only: bool = False) -> Engine:
 
     ``postgresql://`` and ``postgres://`` URLs use psycopg 3; a SQLite file's directory is created.
     ``read_only`` is for source databases the platform only reads: a SQLite file is opened with
-    ``mode=ro`` and its journal mode left alone, a PostgreSQL session is read-only.
+    ``mode=ro`` and its journal mode left alone; a PostgreSQL session is read-only (its options
+    appended to the URL's own ``options``, e.g. a search_path) and in UTC (see ``_on_pg_source_connect``).
     """
     parsed = _normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed, read_only=read_only)
-    connect_args = {"options": "-c default_transaction_read_only=on"} if read_only else {}
-    return sa.create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    if not read_only:
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    engine = sa.create_engine(with_session_options(parsed, SOURCE_SESSION_OPTIONS), pool_pre_ping=True)
+    event.listen(engine, "connect", _on_pg_source_connect)
+    return engine
+
+
+def with_session_options(url: URL, options: str, *, environ: Mapping[str, str] | None = None) -> URL:
+    """``url`` with ``options`` (libpq ``-c name=value`` settings) after the ones it already has.
+
+    Setting libpq's ``options`` replaces, not extends, what the URL's ``?options=`` (or, without
+    one, the ``PGOPTIONS`` environment variable) asked for: a user's ``search_path`` would silently
+    be lost. So they are merged; ours come last, so they win for a setting named twice.
+    """
+    given = url.query.get("options")
+    parts = list(given) if isinstance(given, tuple) else [given] if given else []
+    if not parts:
+        env = os.environ if environ is None else environ
+        parts = [env["PGOPTIONS"]] if env.get("PGOPTIONS") else []
+    merged = " ".join([*(p.strip() for p in parts if p.strip()), options])
+    return url.update_query_dict({"options": merged})
 
 
 @contextmanager
@@ -94,7 +117,8 @@ def _normalise_url(url: str) -> URL:
         msg = f"{url!r} is not a valid SQLAlchemy URL; use e.g. sqlite:///path/to.db or postgresql://host/db"
         raise StorageError(msg) from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
-        msg = f"{parsed.render_as_string(hide_password=True)!r}: only SQLite and PostgreSQL URLs are supported"
+        shown = parsed.render_as_string(hide_password=True)
+        msg = f"{shown!r}: only SQLite and PostgreSQL URLs are supported"
         raise StorageError(msg)
     if parsed.drivername in ("postgresql", "postgres"):
         # SQLAlchemy does not know "postgres://" and would pick psycopg2 for a bare "postgresql://"
@@ -138,6 +162,20 @@ def _on_sqlite_connect_read_only(dbapi_conn: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+def _on_pg_source_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Sources read timestamptz in UTC: CAST(ts AS DATE), the day bucket, otherwise follows the
+    # session's TimeZone (the role's or server's default, or PGTZ) while the Polars backend buckets
+    # UTC days. A SET, not "-c TimeZone=UTC" in the options: libpq sends PGTZ as a startup
+    # parameter of its own, which overrides the options.
+    autocommit = dbapi_conn.autocommit
+    dbapi_conn.autocommit = True
+    try:
+        with dbapi_conn.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+    finally:
+        dbapi_conn.autocommit = autocommit
 
 
 def _on_sqlite_begin(conn: Connection) -> None:

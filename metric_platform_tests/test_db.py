@@ -8,8 +8,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from metric_platform.db import create_db_engine, read_transaction, write_transaction
+from metric_platform.db import (
+    SOURCE_SESSION_OPTIONS,
+    create_db_engine,
+    read_transaction,
+    with_session_options,
+    write_transaction,
+)
 from metric_platform.errors import StorageError
 
 WORKERS = 4
@@ -180,3 +187,44 @@ def test_a_read_only_sqlite_engine_neither_writes_nor_switches_the_journal_mode(
     with sqlite3.connect(source) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert raw.execute("SELECT count(*) FROM t").fetchone()[0] == 1
+
+
+def test_read_only_options_are_appended_to_the_url_options() -> None:
+    url = make_url("postgresql+psycopg://u:pw@h/db?options=-c%20search_path%3Dsales")
+    merged = with_session_options(url, SOURCE_SESSION_OPTIONS, environ={})
+    assert merged.query["options"] == f"-c search_path=sales {SOURCE_SESSION_OPTIONS}"
+    # without URL options, PGOPTIONS is what libpq would have used: kept too
+    bare = make_url("postgresql+psycopg://u@h/db")
+    from_env = with_session_options(bare, SOURCE_SESSION_OPTIONS, environ={"PGOPTIONS": "-c search_path=x"})
+    assert from_env.query["options"] == f"-c search_path=x {SOURCE_SESSION_OPTIONS}"
+    assert with_session_options(bare, SOURCE_SESSION_OPTIONS, environ={}).query["options"] == (
+        SOURCE_SESSION_OPTIONS
+    )
+    engine = create_db_engine("postgresql://u@h/db?options=-c%20search_path%3Dsales", read_only=True)
+    try:
+        assert engine.url.query["options"] == f"-c search_path=sales {SOURCE_SESSION_OPTIONS}"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_postgres_read_only_session_keeps_the_users_options_and_reads_in_utc(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PGTZ is sent by libpq as a startup parameter of its own, which would override "-c TimeZone"
+    monkeypatch.setenv("PGTZ", "Asia/Tokyo")
+    url = make_url(pg_url).update_query_dict({"options": "-c search_path=mp_elsewhere,public"})
+    engine = create_db_engine(url.render_as_string(hide_password=False), read_only=True)
+    try:
+        with read_transaction(engine) as conn:
+            assert conn.exec_driver_sql("SHOW search_path").scalar_one() == "mp_elsewhere,public"
+            assert conn.exec_driver_sql("SHOW default_transaction_read_only").scalar_one() == "on"
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar_one() == "UTC"
+    finally:
+        engine.dispose()
+    writable = create_db_engine(pg_url)
+    try:
+        with read_transaction(writable) as conn:  # only sources are forced to UTC
+            assert conn.exec_driver_sql("SHOW TimeZone").scalar_one() == "Asia/Tokyo"
+    finally:
+        writable.dispose()

@@ -2,8 +2,9 @@
 
 Each read checks the Parquet footer against the AC (every declared column present, of a castable
 kind) so a bad source fails at the call with a :class:`SourceError` naming the schema, the file and
-how to fix it, rather than later inside ``collect``. Reads are not cached: the engine calls a
-backend only on a miss, and a file rewritten in between must be seen.
+how to fix it, rather than later inside ``collect``; that includes the one cast a footer can
+show to fail (unsigned 64-bit integers above Int64's range, from the column statistics). Reads are
+not cached: the engine calls a backend only on a miss, and a file rewritten in between must be seen.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
+from metric_platform.backends.identity import files_stamp
 from metric_platform.backends.normalize import POLARS_DTYPES
+from metric_platform.backends.parquet_stats import check_int64_range
 from metric_platform.backends.plan import ROOT_ALIAS, AggregatePlan, plan_aggregate, typed_filters
 from metric_platform.backends.polars_expressions import as_day, bucket_expr, filter_expr, literal
 from metric_platform.backends.polars_reduction import reduction
@@ -55,6 +58,19 @@ class PolarsBackend:
 
     def close(self) -> None:
         """Nothing to release: scans hold no open files between calls."""
+
+    def source_identity(self) -> str:
+        """``parquet:<resolved root directory>``."""
+        return f"parquet:{self._root.resolve()}"
+
+    def table_stamp(self, schema: str) -> str:
+        """Size and mtime (ns) of the schema's Parquet file, or of every file of its directory."""
+        path = self._source(self._ac.schema(schema))
+        try:
+            return files_stamp(path)
+        except OSError as exc:
+            msg = f"cannot stat the Parquet source of schema {schema!r} at {path}: {exc}; check the path"
+            raise SourceError(msg) from exc
 
     def extract_to_lazyframe(self, schema: str) -> pl.LazyFrame:
         spec = self._ac.schema(schema)
@@ -125,6 +141,9 @@ class PolarsBackend:
         # broken source fails alike on every backend and for every request.
         for column in spec.columns:
             _check_column(spec, column, available, path)
+            unsigned = available[spec.physical(column)] == pl.UInt64
+            if unsigned and spec.column_type(column) is ColumnType.INTEGER:
+                check_int64_range(path, spec, column)
         filters = typed_filters(self._ac, spec.name)
         needed = dict.fromkeys([*columns, *(c.column for c in filters)])
         typed = scan.select(

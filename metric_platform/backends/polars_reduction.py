@@ -2,13 +2,14 @@
 
 SQL is the reference (ARCHITECTURE.md §9). Where Polars differs it needs a guard: ``sum`` over no
 non-null value gives 0 (SQL: NULL), ``n_unique`` counts NULL (SQL's COUNT DISTINCT does not), a
-propagate-treated group with a NULL is NULL. Written inside the group_by (``pl.when(x.count() > 0)
-.then(x.sum())``), such a guard, and even a bare ``x.count()``, leaves Polars' fast grouped kernels
-for its generic per-group evaluation: about 2x the time of a plain ``sum`` at 10M rows in memory.
+propagate-treated group with a NULL is NULL; and ``max`` skips NaN (SQL: NaN is the largest float),
+so MAX is ``nan_max``. Written inside the group_by (``pl.when(x.count() > 0).then(x.sum())``), a
+guard, and even a bare ``x.count()``, leaves Polars' fast grouped kernels for its generic per-group
+evaluation: about 2x the time of a plain ``sum`` at 10M rows in memory.
 So a :class:`Reduction` runs in three steps of the same lazy plan:
 
 1. ``prepare``: per-row columns (the non-null indicator, the imputed value) added before grouping;
-2. ``aggregates``: only ``sum``/``len``/``min``/``max``/``mean``/``median``/``n_unique`` of columns;
+2. ``aggregates``: only ``sum``/``len``/``min``/``nan_max``/``mean``/``median``/``n_unique`` of columns;
 3. ``outputs``: the guards, over the small aggregated frame, giving the value (and the counts).
 
 Internal columns start with ``#``: never an identifier, so never an anchor or a family name.
@@ -94,9 +95,13 @@ def _split(operator: Operator, x: pl.Expr, rows: pl.Expr, present: pl.Expr) -> t
         case Operator.COUNT:
             return None, present
         case Operator.MIN:
+            # SQL orders NaN above every number: MIN skips NaN unless every value is NaN, which is
+            # what Polars' min does already.
             return x.min(), partial
         case Operator.MAX:
-            return x.max(), partial
+            # ...and MAX is NaN as soon as one value is: Polars' max skips NaN, nan_max does not
+            # (and equals max on every other dtype, at the same speed).
+            return x.nan_max(), partial
         case Operator.BOOL_AND:
             # Boolean min/max skip NULL and give NULL over no value, as SQL (all()/any() do not).
             return x.min(), partial

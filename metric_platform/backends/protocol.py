@@ -87,4 +87,15 @@ class DataAPIBackend(Protocol):
         """The rows of ``schema`` (AC filter applied) with logical column names and declared dtypes."""
         ...
 
+    def source_identity(self) -> str:
+        """Where the data is read from, never a secret: the resolved Parquet root or SQLite file,
+        or PostgreSQL's ``user@host:port/database`` without the password. Two backends over the
+        same data give the same identity; the engine serves memoized entries only to their own."""
+        ...
+
+    def table_stamp(self, schema: str) -> str:
+        """A cheap change detector for the table of ``schema``: it changes when the rows do (within
+        the lag ``backends.identity`` documents per source), read without reading the rows."""
+        ...
+
     def close(self) -> None: ...

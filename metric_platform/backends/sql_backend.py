@@ -6,6 +6,14 @@ dimension row is missing or filtered out keeps a NULL dimension value (as the Po
 Each table is checked against the AC (exists, has every declared column) the first time it is read,
 so a bad source gives a :class:`SourceError` naming the table and column; any later driver error is
 translated too, never leaked raw.
+
+PostgreSQL sessions read in UTC, so a ``timestamptz`` falls on its UTC day as in the Polars backend:
+an engine this backend opens sets it on every new session (``db.create_db_engine(read_only=True)``),
+a caller's engine gets ``SET LOCAL TIME ZONE 'UTC'`` in each transaction.
+
+SQLite has no NaN: a float NaN written to it is stored as NULL, so this backend answers over SQLite
+as if those values were missing (MAX skips them, COUNT does not count them, ``propagate`` gives
+NULL), where PostgreSQL and the Polars backend follow SQL's NaN (greater than every number).
 """
 
 from __future__ import annotations
@@ -20,9 +28,17 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
+from metric_platform.backends.identity import (
+    postgres_identity,
+    postgres_stamp,
+    sqlite_database,
+    sqlite_stamp,
+    unstamped,
+)
 from metric_platform.backends.normalize import NONNULL_COLUMN, POLARS_DTYPES, ROWS_COLUMN
 from metric_platform.backends.plan import ROOT_ALIAS, AggregatePlan, plan_aggregate, typed_filters
 from metric_platform.backends.protocol import AggregateRequest
+from metric_platform.backends.sql_diagnosis import describe_unconvertible
 from metric_platform.backends.sql_expressions import (
     POSTGRESQL,
     SQLITE,
@@ -50,12 +66,21 @@ class SqlBackend:
         self._ac = ac
         if isinstance(engine_or_url, Engine):
             self._engine, self._owned = engine_or_url, False
+            given = engine_or_url.url
         else:
             self._engine, self._owned = _open(engine_or_url), True
+            given = make_url(engine_or_url)  # before our session options were added to it
         self._dialect = self._engine.dialect.name
         if self._dialect not in (SQLITE, POSTGRESQL):
             msg = f"the SQL backend supports SQLite and PostgreSQL, not {self._dialect!r}"
             raise UnsupportedOperationError(msg)
+        self._database = sqlite_database(self._engine.url) if self._dialect == SQLITE else None
+        if self._dialect == POSTGRESQL:
+            self._identity = postgres_identity(given)
+        elif self._database is not None:
+            self._identity = f"sqlite:{self._database}"
+        else:  # in memory: private to this engine
+            self._identity = f"sqlite:memory:{id(self._engine)}"
         self._metadata = sa.MetaData()
         self._tables: dict[str, sa.Table] = {}
         self._checked: set[str] = set()
@@ -71,6 +96,26 @@ class SqlBackend:
     def close(self) -> None:
         if self._owned:
             self._engine.dispose()
+
+    def source_identity(self) -> str:
+        """``sqlite:<resolved file>`` or ``postgresql://user@host:port/database`` (no password)."""
+        return self._identity
+
+    def table_stamp(self, schema: str) -> str:
+        """SQLite: the database file's (and WAL file's) size and mtime, so any write changes every
+        table's stamp; PostgreSQL: ``identity.postgres_stamp`` (relation and row counters)."""
+        spec = self._ac.schema(schema)
+        if self._dialect == SQLITE:
+            return unstamped() if self._database is None else sqlite_stamp(self._database)
+        with self._connect() as conn:
+            try:
+                return postgres_stamp(conn, spec)
+            except sa.exc.SQLAlchemyError as exc:
+                msg = (
+                    f"cannot read the change counters of schema {spec.name!r} on "
+                    f"{describe_url(self._engine)}: {_first_line(exc)}; check the role may read pg_class"
+                )
+                raise SourceError(msg) from exc
 
     def extract_to_lazyframe(self, schema: str) -> pl.LazyFrame:
         spec = self._ac.schema(schema)
@@ -155,6 +200,12 @@ class SqlBackend:
                     f"{_first_line(exc)}; check that the tables match AC {self._ac.name!r}"
                 )
                 raise SourceError(msg) from exc
+            except (TypeError, ValueError) as exc:
+                # Raised by the driver's result processing (e.g. ISO-text parsing on SQLite).
+                specs = [self._ac.schema(name) for name in read]
+                detail = describe_unconvertible(conn, specs, self._dialect)
+                msg = f"reading {', '.join(read)} from {describe_url(self._engine)} failed: {detail}"
+                raise SourceError(msg) from exc
         try:
             return pl.DataFrame([tuple(r) for r in rows], schema=schema, orient="row")
         except (pl.exceptions.PolarsError, TypeError, ValueError) as exc:
@@ -181,7 +232,18 @@ class SqlBackend:
             )
             raise SourceError(msg) from exc
         with conn:
+            if self._dialect == POSTGRESQL and not self._owned:
+                # Our own engines' sessions are in UTC from the start; a caller's engine only for
+                # this transaction (autobegun here), leaving its sessions as they were.
+                self._utc_transaction(conn)
             yield conn
+
+    def _utc_transaction(self, conn: Connection) -> None:
+        try:
+            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+        except sa.exc.SQLAlchemyError as exc:
+            msg = f"cannot set the time zone on {describe_url(self._engine)}: {_first_line(exc)}"
+            raise SourceError(msg) from exc
 
     def _check_table(self, conn: Connection, spec: SchemaSpec) -> None:
         if spec.name in self._checked:

@@ -20,6 +20,7 @@ from metric_platform_tests.backends.datasets import (
     day_from_timestamp,
     edge_frames,
     materialise,
+    nan_frames,
     sample_frames,
 )
 
@@ -99,6 +100,13 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
     directory = tmp_path_factory.mktemp("edge")
     return materialise("edge", edge_frames(), directory, prefix="edge_", extra_filter=(HIDDEN_STORE,))
+
+
+@pytest.fixture(scope="session")
+def nan_edge(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """The edge cases with NaN revenues (``datasets.NAN_REVENUE``)."""
+    directory = tmp_path_factory.mktemp("nan")
+    return materialise("nan", nan_frames(), directory, prefix="nan_", extra_filter=(HIDDEN_STORE,))
 
 
 @pytest.fixture(scope="session")

@@ -160,6 +160,26 @@ def edge_frames() -> dict[str, pl.DataFrame]:
     }
 
 
+NAN = float("nan")
+# txn_id -> revenue: NaN beside numbers (S1, 2 Mar), beside a NULL (S2, 3 Mar), alone (the NULL region)
+NAN_REVENUE = {2: NAN, 3: NAN, 7: NAN, 8: NAN}
+
+
+def nan_frames() -> dict[str, pl.DataFrame]:
+    """The edge cases with some revenues NaN (see NAN_REVENUE)."""
+    frames = edge_frames()
+    txns = frames["transactions"]
+    revenue = [NAN_REVENUE.get(i, r) for i, r in zip(txns["txn_id"], txns["revenue"], strict=True)]
+    frames["transactions"] = txns.with_columns(pl.Series("revenue", revenue, dtype=pl.Float64))
+    return frames
+
+
+def without_nan(frames: Mapping[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """What SQLite holds after storing ``frames``: it has no NaN, a NaN is stored as NULL."""
+    floats = pl.col(pl.Float32, pl.Float64)
+    return {name: frame.with_columns(floats.fill_nan(None)) for name, frame in frames.items()}
+
+
 CALENDAR_START, CALENDAR_END = D(2023, 12, 20), D(2025, 1, 10)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -200,3 +202,68 @@ def test_sqlite_values_of_the_wrong_type(tmp_path: Path) -> None:
             backend.extract_to_lazyframe("transactions")
     finally:
         backend.close()
+
+
+def test_sqlite_epoch_integers_in_a_timestamp_column(tmp_path: Path) -> None:
+    """A driver's TypeError (ISO-text parsing of an integer) becomes a SourceError naming the column."""
+    frames = edge_frames()
+    epoch = frames["transactions"].with_columns(pl.col("updated_at").dt.epoch("s"))
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    load_frames(url, {**frames, "transactions": epoch})
+    ac = retail(tmp_path)
+    base = ac.family("revenue")
+    latest = replace(base, root_column="updated_at", reducer=replace(base.reducer, operator=Operator.MAX))
+    backend = SqlBackend(ac, url)
+    reads: list[Callable[[], object]] = [
+        lambda: backend.extract_to_lazyframe("transactions"),
+        lambda: backend.aggregate(AggregateRequest(latest, ("day",))),
+    ]
+    try:
+        for read in reads:
+            with pytest.raises(SourceError) as err:
+                read()
+            assert isinstance(err.value.__cause__, TypeError)
+            message = str(err.value)
+            assert "schema 'transactions': column 'updated_at'" in message
+            assert "(a SQLite integer)" in message
+            assert "datetime(updated_at, 'unixepoch')" in message
+    finally:
+        backend.close()
+
+
+def test_sqlite_unparseable_date_text(tmp_path: Path) -> None:
+    frames = edge_frames()
+    url = f"sqlite:///{tmp_path / 'src.db'}"
+    load_frames(url, frames)
+    with sqlite3.connect(tmp_path / "src.db") as raw:
+        raw.execute("UPDATE stores SET opened_on = '2020-13-45' WHERE store_id = 'S2'")
+    ac = retail(tmp_path)
+    backend = SqlBackend(ac, url)
+    try:
+        with pytest.raises(
+            SourceError, match=r"column 'opened_on' .* holds '2020-13-45', which is not a date"
+        ):
+            backend.extract_to_lazyframe("stores")
+    finally:
+        backend.close()
+
+
+def test_parquet_uint64_above_int64_fails_at_plan_time(tmp_path: Path) -> None:
+    frames = edge_frames()
+    ids = [2**64 - 1 if i == 1 else i for i in frames["transactions"]["txn_id"]]
+    big = frames["transactions"].with_columns(pl.Series("txn_id", ids, dtype=pl.UInt64))
+    write_parquet({**frames, "transactions": big}, tmp_path)
+    ac = retail(tmp_path)
+    backend = PolarsBackend(ac)
+    # raised by the call, not by the caller's collect
+    with pytest.raises(SourceError, match=r"column 'txn_id' .* holding 18446744073709551615, above"):
+        backend.extract_to_lazyframe("transactions")
+    with pytest.raises(SourceError, match=r"column 'txn_id'"):
+        backend.aggregate(revenue(ac))
+    # within range, an unsigned column reads as Int64
+    write_parquet(
+        {**frames, "transactions": frames["transactions"].with_columns(pl.col("txn_id").cast(pl.UInt64))},
+        tmp_path,
+    )
+    count = backend.aggregate(AggregateRequest(ac.family("transaction_count"), ())).collect().item()
+    assert count == 10

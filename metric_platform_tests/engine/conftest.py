@@ -99,6 +99,37 @@ def direct_metric(
     return frame.sort(list(anchor), nulls_last=True) if anchor else frame
 
 
+# The miss policy (ARCHITECTURE.md §9), written out for the retail AC rather than read from the
+# engine: a partition-invariant family is fetched without joins, each joined dimension replaced by
+# the transactions dimension determining it along a dimension map, and any time dimension by day.
+NATIVE_SOURCE = {"region": "store", "channel": "campaign"}
+MAP_EDGES = {"region": ("store", "region"), "channel": ("campaign", "channel")}
+
+
+def fetch_grain(ac: AnalyticalContext, family: str, anchor: tuple[str, ...]) -> tuple[str, ...]:
+    """The grain a miss of ``family`` at ``anchor`` is fetched at (and memoized per day at, when it
+    is a day grain): the native grain for a partition-invariant operator, else the target."""
+    if not ac.family(family).operator.partition_invariant:
+        return ac.canonical_grain(anchor)
+    dims = [NATIVE_SOURCE.get(d, d) for d in anchor if ac.dimension(d).time_grain is None]
+    return ac.canonical_grain([*dims, "day"])
+
+
+def miss_grains(ac: AnalyticalContext, family: str, anchor: tuple[str, ...]) -> set[tuple[str, ...]]:
+    """The grains a miss (not pinned, whole buckets, more than one row) memoizes: the fetch grain
+    when it has a time dimension, and the target too when it is a cache_hint grain with one."""
+    target, fetch = ac.canonical_grain(anchor), fetch_grain(ac, family, anchor)
+    timed = {g for g in (target, fetch) if any(ac.dimension(d).time_grain is not None for d in g)}
+    return {fetch, *({target} if target in ac.family(family).cache_grains else ())} & timed
+
+
+def miss_maps(ac: AnalyticalContext, family: str, anchor: tuple[str, ...]) -> set[tuple[str, str]]:
+    """The dimension maps (finer, coarser) a miss rolls along: the keys of the fd_map entries."""
+    if not ac.family(family).operator.partition_invariant:
+        return set()
+    return {MAP_EDGES[d] for d in anchor if d in MAP_EDGES}
+
+
 def metric_base(ac: AnalyticalContext, family: str, anchor: tuple[str, ...]) -> EntryKey:
     """The key (without slice) under which the family's slices at ``anchor`` are memoized."""
     return EntryKey(ac.name, Domain.METRIC, family, ac.canonical_grain(anchor))
@@ -168,6 +199,12 @@ class CountingBackend:
 
     def close(self) -> None:
         self.inner.close()
+
+    def source_identity(self) -> str:
+        return self.inner.source_identity()
+
+    def table_stamp(self, schema: str) -> str:
+        return self.inner.table_stamp(schema)
 
 
 @pytest.fixture(scope="session")

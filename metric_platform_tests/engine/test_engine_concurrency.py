@@ -3,7 +3,9 @@ keys at the same moment: none fails, and the store ends with one correct, readab
 
 METRIC keys are day slices: each worker first serves its own, overlapping window (so publishes of
 different ranges race on the days they share), then the whole sample window (reading what others
-memoized and fetching only the rest); a second round must come entirely from memory."""
+memoized and fetching only the rest); a second round must come entirely from memory. A miss is
+fetched at the family's native grain (region by store, by day) and rolled up with a verified
+dimension map, so the keys are those slices, the cache_hint targets, and the maps (QM fd_map)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,11 @@ import traceback
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -37,6 +40,8 @@ from metric_platform_tests.engine.conftest import (
     direct_qm,
     fixed_today,
     make_settings,
+    miss_grains,
+    miss_maps,
     read_slices,
     write_ac_variant,
 )
@@ -133,30 +138,48 @@ def test_concurrent_engines_end_with_one_correct_entry_per_key(
         entries = store.list_entries(ac_name)
         keys = Counter(e.key for e in entries)
         assert all(count == 1 for count in keys.values()), keys
-        metric_rows = METRIC_FAMILIES * SAMPLE_WINDOW.days  # one per (family, day)
-        assert Counter(e.key.domain for e in entries) == {Domain.QM: QM_KEYS, Domain.METRIC: metric_rows}
-        by_family: dict[str, list[Entry]] = {}
+        # The keys the policy gives: every day of every grain a family's miss memoizes, and the
+        # dimension maps its rollups verified.
+        days = [SAMPLE_WINDOW.start + timedelta(days=i) for i in range(SAMPLE_WINDOW.days)]
+        grains = {(f.name, g) for f in ac.families.values() for g in miss_grains(ac, f.name, f.base_grain)}
+        maps = {edge for f in ac.families.values() for edge in miss_maps(ac, f.name, f.base_grain)}
+        assert len(grains) == METRIC_FAMILIES + 1, "revenue keeps its (region, day) cache_hint too"
+        assert maps == {("store", "region")}
+        expected_keys: set[tuple[Domain, str, tuple[str, ...], date | None]] = {
+            (Domain.METRIC, name, grain, day) for name, grain in grains for day in days
+        }
+        expected_keys |= {
+            (Domain.QM, "column_profile", (s, c), None) for s in ac.schemas for c in ac.schema(s).columns
+        }
+        expected_keys |= {(Domain.QM, "fd_map", edge, None) for edge in maps}
+        assert {(k.domain, k.dataset_id, k.anchor, k.slice_day) for k in keys} == expected_keys
+        assert Counter(e.key.domain for e in entries) == {
+            Domain.QM: QM_KEYS + len(maps),
+            Domain.METRIC: len(grains) * SAMPLE_WINDOW.days,
+        }
+        by_grain: dict[tuple[str, tuple[str, ...]], list[Entry]] = {}
         for entry in entries:
             assert entry.path.is_file(), entry.key.describe()
-            if entry.key.domain is Domain.QM:
-                assert entry.key.dataset_id == "column_profile"
+            if entry.key.dataset_id == "column_profile":
                 assert_frame_equal(store.scan(entry).collect(), direct_qm(backend, *entry.key.anchor))
+            elif entry.key.dataset_id == "fd_map":
+                finer, coarser = entry.key.anchor  # both bound on stores (store_id, region)
+                direct_map = (
+                    backend.extract_to_lazyframe("stores")
+                    .select(
+                        pl.col(ac.dimension(finer).columns["stores"]).alias(finer),
+                        pl.col(ac.dimension(coarser).columns["stores"]).alias(coarser),
+                    )
+                    .unique()
+                    .sort(finer, coarser, nulls_last=True)
+                    .collect()
+                )
+                assert_frame_equal(store.scan(entry).collect(), direct_map)
             else:
-                by_family.setdefault(entry.key.dataset_id, []).append(entry)
-        assert set(by_family) == set(ac.families)
-        for name, slices in by_family.items():
-            family = ac.family(name)
-            assert {e.key.anchor for e in slices} == {ac.canonical_grain(family.base_grain)}
-            days = sorted(e.key.slice_day for e in slices if e.key.slice_day is not None)
-            assert days == [SAMPLE_WINDOW.start + timedelta(days=i) for i in range(SAMPLE_WINDOW.days)]
-            expected = direct_metric(
-                backend,
-                ac,
-                name,
-                ac.canonical_grain(family.base_grain),
-                window=SAMPLE_WINDOW,
-                with_counts=True,
-            )
+                by_grain.setdefault((entry.key.dataset_id, entry.key.anchor), []).append(entry)
+        assert set(by_grain) == grains
+        for (name, grain), slices in by_grain.items():
+            expected = direct_metric(backend, ac, name, grain, window=SAMPLE_WINDOW, with_counts=True)
             assert_frame_equal(read_slices(store, slices), expected)
     finally:
         store.close()

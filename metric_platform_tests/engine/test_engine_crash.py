@@ -107,18 +107,23 @@ def test_a_crashed_metric_serve_publishes_nothing_and_is_recomputed(
 
     assert engine.entries() == [], "no slice row for the crashed serve"
     orphans = orphan_files(settings, ac.name)
+    # The first publish, of the native (store, day) days, crashed: the rollup never ran.
     assert len(orphans) == 1, "the slices of one computed range share one file"
 
     served = engine.serve_metric("revenue", grain, backend=backend, window=SAMPLE_WINDOW)
     assert served.provenance.path.kind is PathKind.BACKEND and served.provenance.memoized
     expected = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW)
     assert_frame_equal(sorted_frame(served.frame.collect(), grain), expected)
-    slices = engine.entries()
-    assert [e.key for e in slices] == [e.key for e in slices_of(engine.store, ac, "revenue", grain)]
-    assert len(slices) == SAMPLE_WINDOW.days
-    assert all(e.version == 1 and e.path not in orphans for e in slices)
-    counted = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW, with_counts=True)
-    assert_frame_equal(read_slices(engine.store, slices), counted)
+    # Now kept: the (store, day) days fetched, the (region, day) cache_hint target, and the map.
+    (fd_map,) = entries_of(engine, Domain.QM)
+    assert (fd_map.key.dataset_id, fd_map.key.anchor, fd_map.version) == ("fd_map", ("store", "region"), 1)
+    for anchor in (("store", "day"), grain):
+        slices = slices_of(engine.store, ac, "revenue", anchor)
+        assert len(slices) == SAMPLE_WINDOW.days
+        assert all(e.version == 1 and e.path not in orphans for e in slices)
+        counted = direct_metric(backend.inner, ac, "revenue", anchor, window=SAMPLE_WINDOW, with_counts=True)
+        assert_frame_equal(read_slices(engine.store, slices), counted)
+    assert len(entries_of(engine, Domain.METRIC)) == 2 * SAMPLE_WINDOW.days
     assert len(backend.aggregates) == 2
     assert_no_dangling_rows(engine)
     assert_sweep_removes(settings, ac.name, orphans)

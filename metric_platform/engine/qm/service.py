@@ -1,8 +1,10 @@
 """The QM domain's serve: exact match or compute (seed 003 §5.5, §13.4).
 
 Anchors are ``(schema, column)``; the frame of a ``top_values`` or ``histogram`` entry holds one row
-per value or bin (the seed's third anchor element). Every entry is keyed by the profiled schema's
-fingerprint, so changing the schema's definition, filter or source makes its profiles unservable.
+per value or bin (the seed's third anchor element). Every entry records the profiled schema's
+fingerprint (its definition and filter) and its source fingerprint (the backend's source identity
+and the table's change stamp); an entry is served only while both match, else recomputed and
+replaced, so a profile is never served from another source or from before its table changed.
 Computation always goes through the backend's ``extract_to_lazyframe`` and the shared profiling
 expressions, never through backend-specific code.
 """
@@ -16,6 +18,7 @@ from typing import assert_never
 
 import polars as pl
 
+from metric_platform.backends.identity import table_fingerprint
 from metric_platform.backends.protocol import DataAPIBackend
 from metric_platform.engine.qm.distributions import histogram, top_values
 from metric_platform.engine.qm.kind_hint import DtypeClass, dtype_class_of_name
@@ -66,13 +69,14 @@ class QMServer:
         qm_kind = QMKind.parse(kind)
         schema, column = self._check_anchor(anchor)
         key = self._key(qm_kind, schema, column)
-        entry = self._valid_entry(key)
+        source = table_fingerprint(backend, schema)  # stamped before reading: never newer than the rows
+        entry = self._valid_entry(key, source)
         if entry is not None:
             self.store.record_access([entry])
             return self.store.scan(entry)
         extract = backend.extract_to_lazyframe(schema)
         frame = self._compute(qm_kind, extract, schema, column)
-        self.store.publish(key, frame, self._meta(schema))
+        self.store.publish(key, frame, self._meta(schema, source))
         return frame.lazy()
 
     def column_profile(self, schema: str, column: str, *, backend: DataAPIBackend) -> ColumnProfile:
@@ -88,14 +92,15 @@ class QMServer:
         """Profiles of every declared column: memoized ones are read, the rest computed in one pass."""
         spec = self.ac.schema(schema)
         keys = {col: self._key(QMKind.COLUMN_PROFILE, schema, col) for col in spec.columns}
-        found = {col: e for col, key in keys.items() if (e := self._valid_entry(key)) is not None}
+        source = table_fingerprint(backend, schema)
+        found = {col: e for col, key in keys.items() if (e := self._valid_entry(key, source)) is not None}
         missing = [col for col in spec.columns if col not in found]
         frames: dict[str, pl.DataFrame] = {col: self.store.scan(e).collect() for col, e in found.items()}
         if found:
             self.store.record_access(list(found.values()))
         if missing:
             computed = profile_columns(backend.extract_to_lazyframe(schema), schema, missing)
-            meta = self._meta(schema)
+            meta = self._meta(schema, source)
             fresh = {col: computed.filter(pl.col("column") == col) for col in missing}
             self.store.publish_many([(keys[col], frame, meta) for col, frame in fresh.items()])
             frames.update(fresh)
@@ -117,11 +122,11 @@ class QMServer:
     def _key(self, kind: QMKind, schema: str, column: str) -> EntryKey:
         return EntryKey(self.ac.name, Domain.QM, kind.value, (schema, column))
 
-    def _valid_entry(self, key: EntryKey) -> Entry | None:
+    def _valid_entry(self, key: EntryKey, source: str) -> Entry | None:
         entry = self.store.get(key)
         if entry is None or entry.meta.family_fingerprint != schema_fingerprint(self.ac, key.anchor[0]):
             return None
-        return entry
+        return entry if entry.meta.source_fingerprint == source else None
 
     def _compute(self, kind: QMKind, extract: pl.LazyFrame, schema: str, column: str) -> pl.DataFrame:
         match kind:
@@ -134,7 +139,7 @@ class QMServer:
             case _:
                 assert_never(kind)
 
-    def _meta(self, schema: str) -> EntryMeta:
+    def _meta(self, schema: str, source: str) -> EntryMeta:
         filters = [
             {"column": c.column, "op": c.op.value, "value": c.value} for c in self.ac.filters_for(schema)
         ]
@@ -148,5 +153,5 @@ class QMServer:
             source_filter=json.dumps(filters, default=str) if filters else None,
             stability_cutoff=None,
             verification_level=self.ac.schema(schema).verification_level.value,
-            source_fingerprint=None,
+            source_fingerprint=source,
         )

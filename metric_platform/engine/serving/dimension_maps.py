@@ -4,13 +4,15 @@ A rollup along a non-time edge joins the map ``finer -> coarser`` read from a sc
 both dimensions. The edge is declared in the AC, but a declaration is not a fact: before the first
 use the map is checked (each finer value has exactly one coarser value), so a violated edge is a
 typed error naming the offending keys, never a silently fanned-out sum. The verified map is kept
-in the store's QM domain (``fd_map``), keyed by the schema's fingerprint.
+in the store's QM domain (``fd_map``) with the schema's fingerprint and its source fingerprint
+(source identity and table stamp, as QM entries); it is used only while both match.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
+from metric_platform.backends.identity import table_fingerprint
 from metric_platform.backends.protocol import DataAPIBackend
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain, EntryKey
@@ -87,8 +89,13 @@ class DimensionMaps:
             raise FDViolationError(msg)
         key = EntryKey(self.ac.name, Domain.QM, DATASET, (edge.finer, edge.coarser))
         fingerprint = schema_fingerprint(self.ac, schema)
+        source = table_fingerprint(backend, schema)
         entry = self.store.get(key)
-        if entry is not None and entry.meta.family_fingerprint == fingerprint:
+        if (
+            entry is not None
+            and entry.meta.family_fingerprint == fingerprint
+            and entry.meta.source_fingerprint == source
+        ):
             return self.store.scan(entry)
         finer_col = self.ac.dimension(edge.finer).columns[schema]
         coarser_col = self.ac.dimension(edge.coarser).columns[schema]
@@ -110,7 +117,7 @@ class DimensionMaps:
             source_filter=None,
             stability_cutoff=None,
             verification_level=self.ac.schema(schema).verification_level.value,
-            source_fingerprint=None,
+            source_fingerprint=source,
         )
         self.store.publish(key, frame, meta)
         return frame.lazy()

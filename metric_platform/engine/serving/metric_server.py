@@ -7,6 +7,11 @@ window reads the memoized slices and computes only what is missing, in one backe
 missing range. Buckets only partly inside the window are served, flagged partial, never memoized.
 Results at grains without a time dimension are computed from day slices (fetched at the grain plus
 ``day`` on a miss) and never memoized themselves: their value depends on the window.
+
+Slices record the backend's source identity (``identity.source_fingerprint``) and serve only a
+backend with the same one: a slice read from elsewhere counts as missing, and is recomputed and
+replaced. Not the table's change stamp: a memoized day follows the stability cutoff, not every
+append to the fact table.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import polars as pl
 
+from metric_platform.backends.identity import source_fingerprint
 from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN, result_schema
 from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
 from metric_platform.engine.serving.buckets import Bucket, buckets, hull, is_aligned, partition_window
@@ -88,17 +94,26 @@ class MetricServer:
     ) -> Served:
         family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
         override = treatment != family.mvt
+        source = source_fingerprint(backend)
         rejections: tuple[Rejection, ...] = ()
         option: _Option | None = None
         if not override and not recompute:
-            option, rejections = self._choose(family, target, window)
+            option, rejections = self._choose(family, target, window, source)
         if option is not None and option.derivations is None:
             served = self._exact(family, target, window, option, backend)
         elif option is not None:
-            served = self._rollup(family, target, window, option, backend, pin=pin)
+            served = self._rollup(family, target, window, option, backend, source=source, pin=pin)
         else:
             served = self._backend(
-                family, target, window, treatment, backend, pin=pin, memoize=not override, recompute=recompute
+                family,
+                target,
+                window,
+                treatment,
+                backend,
+                source=source,
+                pin=pin,
+                memoize=not override,
+                recompute=recompute,
             )
         frame = served.frame.select([*anchor, family.name])
         return Served(frame, served.provenance, rejections)
@@ -110,16 +125,19 @@ class MetricServer:
         *,
         window: DateWindow | None = None,
         mvt: MissingValueTreatment | None = None,
+        backend: DataAPIBackend | None = None,
     ) -> tuple[PathKind, Grain, tuple[Rejection, ...]]:
-        """The path a serve would take now, and why every other memoized grain was not used."""
+        """The path a serve through ``backend`` would take now, and why every other memoized grain
+        was not used. Without a backend, slices from every source count (as if they were its)."""
         family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
+        source = None if backend is None else source_fingerprint(backend)
         if treatment != family.mvt:
             return (
                 PathKind.BACKEND,
                 self._fetch_grain(family, target),
                 (Rejection(target, "a missing-value override is never memoized"),),
             )
-        option, rejections = self._choose(family, target, window)
+        option, rejections = self._choose(family, target, window, source)
         if option is None:
             return PathKind.BACKEND, self._fetch_grain(family, target), rejections
         kind = PathKind.EXACT if option.derivations is None else PathKind.ROLLUP
@@ -151,18 +169,51 @@ class MetricServer:
         return dims[0][1] if dims else None
 
     def _fetch_grain(self, family: MetricFamily, target: Grain) -> Grain:
-        """The grain a miss is fetched at: the target, or the target plus ``day`` when it has no
-        time dimension and the operator rolls up (so the day slices serve later windows too)."""
-        if self._time_grain(target) is not None or not family.operator.partition_invariant:
+        """The grain a miss is fetched at (ARCHITECTURE.md §9, seed 003 §7.3).
+
+        For a partition-invariant operator: the target's dimensions that live on the family's root
+        schema, each joined dimension replaced by the root dimension determining it (region ->
+        store, where a verified dimension map exists), and ``day`` for any time dimension. The
+        backend then aggregates without joins, the engine rolls up with the dimension maps, and the
+        day slices it memoizes serve later grains and windows. Other operators: the target itself.
+        """
+        if not family.operator.partition_invariant:
             return target
+        root = family.root_schema
+        dims: list[str] = []
+        for dim in target:
+            if self.ac.dimension(dim).time_grain is not None:
+                continue  # fetched at day
+            binding = self.ac.binding(root, dim)
+            native = binding is not None and not binding.join_path
+            dims.append(dim if native else (self._native_source(root, dim) or dim))
         day = self.ac.day_dimension
         assert day is not None  # validated: every family reaches a day dimension
-        return self.ac.canonical_grain([*target, day])
+        return self.ac.canonical_grain([*dims, day])
+
+    def _native_source(self, root: str, dim: str) -> str | None:
+        """The dimension bound on ``root`` itself that determines ``dim`` along map-able edges."""
+        best: tuple[int, str] | None = None
+        for name, spec in self.ac.dimensions.items():
+            if spec.time_grain is not None or name == dim:
+                continue
+            binding = self.ac.binding(root, name)
+            path = self.ac.fd_dag.path(name, dim)
+            if binding is None or binding.join_path or path is None:
+                continue
+            if all(map_schema(self.ac, edge) is not None for edge in path) and (
+                best is None or len(path) < best[0]
+            ):
+                best = (len(path), name)
+        return None if best is None else best[1]
 
     def _base(self, family: MetricFamily, grain: Grain) -> EntryKey:
         return EntryKey(self.ac.name, Domain.METRIC, family.name, grain)
 
-    def _valid_slices(self, family: MetricFamily, grain: Grain, window: DateWindow) -> dict[dt.date, Entry]:
+    def _valid_slices(
+        self, family: MetricFamily, grain: Grain, window: DateWindow, source: str | None
+    ) -> dict[dt.date, Entry]:
+        """The window's slices at ``grain`` of this definition, read from ``source`` (None: any)."""
         tg = self._time_grain(grain)
         assert tg is not None
         found = self.store.list_slices(
@@ -174,17 +225,18 @@ class MetricServer:
             if e.key.slice_day is not None
             and e.meta.family_fingerprint == family.fingerprint
             and e.meta.mvt == family.mvt.kind.value
+            and (source is None or e.meta.source_fingerprint == source)
         }
 
     def _choose(
-        self, family: MetricFamily, target: Grain, window: DateWindow
+        self, family: MetricFamily, target: Grain, window: DateWindow, source: str | None
     ) -> tuple[_Option | None, tuple[Rejection, ...]]:
         rejections: list[Rejection] = []
         options: list[_Option] = []
         memoized = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name))
         grains = memoized | {target}
         for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
-            option_or_reason = self._consider(family, grain, target, window)
+            option_or_reason = self._consider(family, grain, target, window, source)
             if isinstance(option_or_reason, str):
                 if grain in memoized or option_or_reason.startswith("the window"):
                     rejections.append(Rejection(grain, option_or_reason))
@@ -204,7 +256,7 @@ class MetricServer:
         return None, tuple(rejections)
 
     def _consider(
-        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow
+        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow, source: str | None
     ) -> _Option | str:
         tg = self._time_grain(grain)
         if tg is None:
@@ -223,7 +275,7 @@ class MetricServer:
         if not is_aligned(tg, window):
             return f"the window {window.start}..{window.end} is not made of whole {tg.value}s"
         needed = buckets(tg, window)
-        slices = self._valid_slices(family, grain, window)
+        slices = self._valid_slices(family, grain, window, source)
         present = [slices[b.start] for b in needed if b.start in slices]
         if len(present) < len(needed):
             return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
@@ -260,6 +312,7 @@ class MetricServer:
         option: _Option,
         backend: DataAPIBackend,
         *,
+        source: str,
         pin: bool,
     ) -> Served:
         assert option.derivations is not None
@@ -273,18 +326,14 @@ class MetricServer:
             treatment=family.mvt.kind,
             value=family.name,
         ).collect()
-        steps = tuple(
-            FDStep(e.finer, e.coarser, "calendar" if d.time_grain is not None else "dimension map")
-            for d in option.derivations
-            for e in d.edges
-        )
+        steps = _steps(option.derivations)
         partial = self._partial(target, window)
         memoized = False
         # Rollups are cheap; only declared-hot (cache_hint) grains and pinned results are kept.
         target_grain = self._time_grain(target)
         if (pin or target in family.cache_grains) and target_grain is not None:
             full = [b for b in buckets(target_grain, window) if b.full]
-            memoized = self._memoize(family, target, rolled, full, pin=pin)
+            memoized = self._memoize(family, target, rolled, full, source, pin=pin)
         path = ServingPath(
             PathKind.ROLLUP,
             family.name,
@@ -307,6 +356,7 @@ class MetricServer:
         treatment: MissingValueTreatment,
         backend: DataAPIBackend,
         *,
+        source: str,
         pin: bool,
         memoize: bool,
         recompute: bool,
@@ -328,7 +378,7 @@ class MetricServer:
             )
             return Served(frame, self._provenance(family, path, backend, (), ()))
         needed = buckets(tg, window)
-        have = {} if (recompute or not memoize) else self._valid_slices(family, fetch, window)
+        have = {} if (recompute or not memoize) else self._valid_slices(family, fetch, window, source)
         kept = [have[b.start] for b in needed if b.start in have and b.full]
         missing = [b for b in needed if not (b.start in have and b.full)]
         fresh: pl.DataFrame | None = None
@@ -344,7 +394,8 @@ class MetricServer:
             fresh = fresh.filter(pl.col(time_dim).is_in([b.start for b in missing]))
             if memoize:
                 full = [b for b in missing if b.full]
-                memoized = self._memoize(family, fetch, fresh, full, pin=pin)
+                # Only the target is pinned (it backs the Dagster partition), not its finer source.
+                memoized = self._memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)
         parts: list[pl.LazyFrame] = []
         if kept:
             self.store.record_access(kept)
@@ -353,18 +404,24 @@ class MetricServer:
             parts.append(fresh.lazy())
         frame = pl.concat(parts, how="vertical") if parts else self._empty(family, fetch)
         steps: tuple[FDStep, ...] = ()
-        if fetch != target:  # the target plus day, fetched for reuse: aggregate the day away
+        if fetch != target:  # fetched at the native grain: roll up to the target
             derivations = plan_rollup(self.ac, fetch, target)
             assert derivations is not None
-            frame = rollup(
+            maps = {edge: self.maps.get(edge, backend=backend) for edge in map_edges(derivations)}
+            rolled = rollup(
                 frame,
                 derivations=derivations,
-                maps={},
+                maps=maps,
                 operator=family.operator,
                 treatment=treatment.kind,
                 value=family.name,
-            )
-            steps = (FDStep(self._time_dims(fetch)[0][0], "(all)", "aggregate"),)
+            ).collect()
+            frame = rolled.lazy()
+            steps = _steps(derivations) or (FDStep(self._time_dims(fetch)[0][0], "(all)", "aggregate"),)
+            target_grain = self._time_grain(target)
+            if memoize and (pin or target in family.cache_grains) and target_grain is not None:
+                full = [b for b in buckets(target_grain, window) if b.full]
+                memoized = self._memoize(family, target, rolled, full, source, pin=pin) or memoized
         path = ServingPath(
             PathKind.BACKEND,
             family.name,
@@ -384,7 +441,14 @@ class MetricServer:
 
     # -- memoization and provenance ---------------------------------------------------------------
     def _memoize(
-        self, family: MetricFamily, grain: Grain, frame: pl.DataFrame, full: Sequence[Bucket], *, pin: bool
+        self,
+        family: MetricFamily,
+        grain: Grain,
+        frame: pl.DataFrame,
+        full: Sequence[Bucket],
+        source: str,
+        *,
+        pin: bool,
     ) -> bool:
         """Keep the full buckets of ``frame`` as slices, unless a policy rule says no (seed §9.4,
         §15.7); pinned results (behind a Dagster partition) are always kept."""
@@ -408,6 +472,7 @@ class MetricServer:
                 return False
         cutoff = self._cutoff()
         meta = metric_meta(self.ac, family, grain, family.mvt, cutoff=cutoff, pinned=pin)
+        meta = replace(meta, source_fingerprint=source)
         self.store.publish_slices(
             self._base(family, grain), rows, slice_column=time_dim, slices=starts, meta=meta
         )
@@ -455,3 +520,11 @@ def _polars_engine(family: MetricFamily) -> Literal["streaming", "in-memory"]:
     aggregates 1.5-2x faster than the in-memory engine, and COUNT_DISTINCT ~4x slower (it needs
     whole groups). SQL backends hand back a computed frame, so either choice is free there."""
     return "streaming" if family.operator.partition_invariant else "in-memory"
+
+
+def _steps(derivations: tuple[Derivation, ...]) -> tuple[FDStep, ...]:
+    return tuple(
+        FDStep(e.finer, e.coarser, "calendar" if d.time_grain is not None else "dimension map")
+        for d in derivations
+        for e in d.edges
+    )

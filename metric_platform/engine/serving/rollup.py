@@ -109,9 +109,12 @@ def combine(operator: Operator, treatment: MissingValueKind, value: str) -> list
         case Operator.COUNT:
             combined = v.sum()
         case Operator.MIN:
+            # SQL orders NaN above every number. A partial MIN is NaN only when all its values
+            # were; Polars' min skips NaN unless every partial is NaN: the SQL answer.
             combined = v.min()
         case Operator.MAX:
-            combined = v.max()
+            # One NaN partial makes the MAX NaN, as in SQL; Polars' max would skip it.
+            combined = v.nan_max()
         case Operator.BOOL_AND:
             combined = pl.when(has_value).then(v.all())
         case Operator.BOOL_OR:

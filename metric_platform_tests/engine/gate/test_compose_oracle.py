@@ -1,8 +1,9 @@
 """Correctness gate (b), compose: multi-metric queries on Polars, SQLite and PostgreSQL equal DuckDB.
 
 Each query (2-3 metrics, derived ratios with ``nullif``, HAVING, ORDER BY, LIMIT n [PER col] with
-ties and NULL groups) runs on a cold engine, again on the warm one, and after ``warm`` has
-memoized every base and cache_hint grain, so misses, exact hits and rollups all feed the join.
+ties and NULL groups) runs on a cold engine, again on the warm one, and after ``warm`` has served
+every base and cache_hint grain (memoizing their native day slices and the cache_hint targets), so
+misses, exact hits and rollups all feed the join.
 Ordered results are compared row by row: the tie-break is part of the answer.
 """
 

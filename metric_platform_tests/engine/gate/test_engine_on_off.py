@@ -1,8 +1,9 @@
 """Correctness gate (c): a query through the engine returns exactly what the backend alone returns.
 
 ``execute_query(ac, backend, request)`` calls the backend once per metric at the target grain;
-with ``engine=`` every metric is served (miss, exact hit or rollup) and memoized. The frames must
-be identical, on a cold engine, on the same engine warm, and after ``engine.warm``, on every backend.
+with ``engine=`` every metric is served (a miss fetched at its native grain and rolled up, an exact
+hit or a rollup) and what the memo policy keeps is memoized. The frames must be identical, on a
+cold engine, on the same engine warm, and after ``engine.warm``, on every backend.
 Float sums may associate differently along a rollup, so floats agree to 1e-12 relative; every other
 column, the row order and the NULLs agree exactly.
 """
@@ -10,7 +11,6 @@ column, the row order and the NULLs agree exactly.
 from __future__ import annotations
 
 import polars as pl
-import pytest
 from polars.testing import assert_frame_equal
 
 from metric_platform.engine.compose import compose

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
@@ -161,28 +160,26 @@ def test_cold_memoized_and_reserved_answers_are_identical(case: Case, data: st.D
         served = [o.engine.serve_metric(FAMILY, anchor, backend=o.backend, window=window) for _ in range(3)]
         frames = [s.frame.collect() for s in served]
         keys = list(frames[0].columns)
-        for again in frames[1:]:
-            first = frames[0].sort(keys, nulls_last=True)
-            assert_frame_equal(again.sort(keys, nulls_last=True), first, check_exact=True)
+        cold, memoized, reserved = (f.sort(keys, nulls_last=True) for f in frames)
+        # Served from memory twice: identical to the bit. Cold vs memory: the same rows summed in
+        # another order (a fresh frame vs the memoized file), so floats agree to rounding only.
+        assert_frame_equal(reserved, memoized, check_exact=True)
+        assert_frame_equal(memoized, cold, rel_tol=1e-12, abs_tol=1e-9)
         check_answer(o, anchor, window, frames[0])
         kinds = _kinds(served)
         event(f"serves: {', '.join(kinds)} anchor={anchor} memo={served[0].provenance.memoized}")
         assert kinds[0] is PathKind.BACKEND
         if served[0].provenance.memoized:
-            has_time = bool(_TIME & set(anchor))
-            if not has_time:  # fetched at anchor + day and memoized there: rolled up from then on
-                assert kinds[1:] == [PathKind.ROLLUP, PathKind.ROLLUP], kinds
+            fetched = served[0].provenance.path.source_anchor
+            at_target = fetched == o.ac.canonical_grain(anchor)
+            if not at_target:  # fetched at the native grain, memoized there (and at a hinted target)
+                assert set(kinds[1:]) <= {PathKind.ROLLUP, PathKind.EXACT}, kinds
+                assert kinds[1] == kinds[2], kinds
             elif not served[0].provenance.partial_buckets:
                 assert kinds[1:] == [PathKind.EXACT, PathKind.EXACT], kinds
             assert not any(s.provenance.memoized for s in served[1:]), "memoized once, then read"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MAX over a float column holding NaN: SQL (DuckDB, PostgreSQL) orders NaN above every number and "
-    "answers NaN; the Polars backend (polars_reduction: x.max()) and rollup.combine (v.max()) skip NaN and "
-    "answer 2.0. The generated cases above draw no NaN for this reason.",
-)
 def test_max_over_nan_matches_sql() -> None:
     day = FINE_WINDOW.start + dt.timedelta(days=20)
     facts = pl.DataFrame(
