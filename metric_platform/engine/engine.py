@@ -112,9 +112,11 @@ class MetricEngine:
         *,
         window: DateWindow | None = None,
         mvt: MissingValueTreatment | None = None,
+        backend: DataAPIBackend | None = None,
     ) -> tuple[PathKind, Grain, tuple[Rejection, ...]]:
-        """The serving path a request would take now, and why each other memoized grain is not used."""
-        return self._metric.explain(family, anchor, window=window, mvt=mvt)
+        """The serving path a request through ``backend`` would take now, and why each other
+        memoized grain is not used (without a backend, entries from any source count)."""
+        return self._metric.explain(family, anchor, window=window, mvt=mvt, backend=backend)
 
     def warm(self, *, backend: DataAPIBackend, window: DateWindow | None = None) -> list[Served]:
         """Pre-materialize every family's base grain and cache_hint grains through serve (seed §9.2)."""

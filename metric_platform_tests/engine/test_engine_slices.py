@@ -112,14 +112,6 @@ def test_a_range_reads_the_memoized_days_and_fetches_the_missing_hull_in_one_cal
     assert len(slices_of(engine.store, ac, "revenue", grain)) == 15
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "MetricServer._backend memoizes a cache_hint target over every whole bucket of the window "
-        "after a native-grain fetch, so target slices memoized already are published again (a new "
-        "version and file) though nothing in them changed"
-    ),
-)
 def test_a_miss_keeps_the_target_slices_it_has_memoized_already(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:
@@ -136,13 +128,6 @@ def test_a_miss_keeps_the_target_slices_it_has_memoized_already(
     assert (fifth.entry_id, fifth.version, fifth.path) == (memoized.entry_id, 1, memoized.path), "kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "MetricServer._rollup (as before the miss-policy change) memoizes a cache_hint target over "
-        "every whole bucket of the window, so target slices memoized already are published again"
-    ),
-)
 def test_a_rollup_keeps_the_target_slices_it_has_memoized_already(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:
@@ -160,14 +145,6 @@ def test_a_rollup_keeps_the_target_slices_it_has_memoized_already(
     assert (first.entry_id, first.version, first.path) == (memoized.entry_id, 1, memoized.path), "kept"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "MetricServer._memoize applies the singleton rule (<= 1 row) to a whole native fetch: when "
-        "the only missing native days hold no rows nothing is kept, so every later serve of the "
-        "window calls the backend again, over the hull of those days"
-    ),
-)
 def test_native_days_without_rows_are_kept_so_they_are_not_fetched_again(
     engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
 ) -> None:

@@ -332,7 +332,7 @@ class MetricServer:
         # Rollups are cheap; only declared-hot (cache_hint) grains and pinned results are kept.
         target_grain = self._time_grain(target)
         if (pin or target in family.cache_grains) and target_grain is not None:
-            full = [b for b in buckets(target_grain, window) if b.full]
+            full = self._to_keep(family, target, target_grain, window, source, pin=pin)
             memoized = self._memoize(family, target, rolled, full, source, pin=pin)
         path = ServingPath(
             PathKind.ROLLUP,
@@ -420,7 +420,9 @@ class MetricServer:
             steps = _steps(derivations) or (FDStep(self._time_dims(fetch)[0][0], "(all)", "aggregate"),)
             target_grain = self._time_grain(target)
             if memoize and (pin or target in family.cache_grains) and target_grain is not None:
-                full = [b for b in buckets(target_grain, window) if b.full]
+                full = self._to_keep(
+                    family, target, target_grain, window, source, pin=pin, recompute=recompute
+                )
                 memoized = self._memoize(family, target, rolled, full, source, pin=pin) or memoized
         path = ServingPath(
             PathKind.BACKEND,
@@ -440,6 +442,25 @@ class MetricServer:
         return Served(frame.drop(_COUNTS), provenance)
 
     # -- memoization and provenance ---------------------------------------------------------------
+    def _to_keep(
+        self,
+        family: MetricFamily,
+        target: Grain,
+        grain: TimeGrain,
+        window: DateWindow,
+        source: str,
+        *,
+        pin: bool,
+        recompute: bool = False,
+    ) -> list[Bucket]:
+        """The whole buckets of the window to memoize at ``target``: those not memoized already
+        (a pin or a recompute republishes them all, so they end up pinned / fresh)."""
+        full = [b for b in buckets(grain, window) if b.full]
+        if pin or recompute:
+            return full
+        have = self._valid_slices(family, target, window, source)
+        return [b for b in full if b.start not in have]
+
     def _memoize(
         self,
         family: MetricFamily,
@@ -458,8 +479,8 @@ class MetricServer:
         starts = [b.start for b in full]
         rows = frame.filter(pl.col(time_dim).is_in(starts))
         if not pin:
-            if rows.height <= 1:
-                return False  # a singleton is not worth an entry
+            if rows.height == 1 and len(starts) == 1:
+                return False  # a singleton lookup (one cell) is not worth an entry; empty days are
             size = rows.estimated_size()
             if size > self.entry_byte_cap:
                 coarser = ", ".join(grain)
