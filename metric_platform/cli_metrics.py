@@ -126,7 +126,9 @@ def _kind_label(ac_file: Path) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     backend, engine = _open(args)
     try:
-        served = engine.serve_metric(args.metric, _names(args.anchor), backend=backend, window=_window(args))
+        served = engine.serve_metric(
+            args.metric, _names(args.anchor), backend=backend, window=_window(args), explain=args.explain
+        )
         _print(served.frame.collect(), args.format)
         if args.explain:
             _explain(served, file=sys.stderr if args.format != "table" else sys.stdout)

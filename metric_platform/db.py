@@ -20,6 +20,8 @@ on PostgreSQL (READ COMMITTED) it locks the row until commit. A single
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -178,6 +180,26 @@ def _on_pg_source_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.autocommit = autocommit
 
 
+_SNAPSHOT_TRIES = 50
+
+
 def _on_sqlite_begin(conn: Connection) -> None:
     write = bool(conn.get_execution_options().get(_WRITE_OPTION, False))
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    if write:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    # In WAL mode a reader's first statement may get SQLITE_BUSY at once, without the busy
+    # handler, while another connection rebuilds the WAL index (seen under 4-process load). Take
+    # the read snapshot here, retrying: the transaction's later statements then cannot hit it.
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    for attempt in range(_SNAPSHOT_TRIES):
+        raw.execute("BEGIN")
+        try:
+            raw.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return
+        except sqlite3.OperationalError as exc:
+            raw.execute("ROLLBACK")
+            if "locked" not in str(exc) or attempt == _SNAPSHOT_TRIES - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))

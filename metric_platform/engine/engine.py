@@ -95,13 +95,21 @@ class MetricEngine:
         mvt: MissingValueTreatment | None = None,
         pin: bool = False,
         recompute: bool = False,
+        explain: bool = False,
     ) -> Served:
         """A METRIC serve with its provenance. ``pin`` keeps the result whatever the memoization
         rules say and protects it from eviction (entries behind a materialized Dagster partition);
         ``recompute`` goes to the backend even when memoized slices exist, and replaces them."""
         return self._healing(
             lambda: self._metric.serve(
-                family, anchor, backend=backend, window=window, mvt=mvt, pin=pin, recompute=recompute
+                family,
+                anchor,
+                backend=backend,
+                window=window,
+                mvt=mvt,
+                pin=pin,
+                recompute=recompute,
+                explain=explain,
             )
         )
 

@@ -239,7 +239,9 @@ def test_explain_names_the_chosen_grain_and_why_every_other_memoized_grain_is_no
     assert reasons[("campaign", "day")] == "not finer: nothing in (campaign, day) determines region"
     assert reasons[("region", "day")] == "covers 0 of 20 days of the window"
     assert reasons[("region", "month")] == "the window 2026-11-01..2026-11-20 is not made of whole months"
-    served = engine.serve_metric("revenue", ("region", "month"), backend=backend, window=first_20)
+    served = engine.serve_metric(
+        "revenue", ("region", "month"), backend=backend, window=first_20, explain=True
+    )
     assert (served.provenance.path.kind, served.provenance.path.source_anchor) == (kind, source)
     assert served.rejections == rejections, "serve and explain take the same decision"
 

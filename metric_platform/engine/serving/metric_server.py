@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Literal
 
 import polars as pl
@@ -27,9 +27,11 @@ import polars as pl
 from metric_platform.backends.identity import source_fingerprint
 from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN, result_schema
 from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
-from metric_platform.engine.serving.buckets import Bucket, buckets, hull, is_aligned, partition_window
-from metric_platform.engine.serving.dimension_maps import DimensionMaps, map_schema
+from metric_platform.engine.serving.buckets import Bucket, buckets, hull, partition_window
+from metric_platform.engine.serving.chooser import Option, SliceChooser
+from metric_platform.engine.serving.dimension_maps import DimensionMaps
 from metric_platform.engine.serving.entry_meta import metric_meta, verification_level
+from metric_platform.engine.serving.grains import GrainPlanner
 from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup, rollup
 from metric_platform.engine.serving.types import (
     FDStep,
@@ -40,7 +42,6 @@ from metric_platform.engine.serving.types import (
     ServingPath,
 )
 from metric_platform.engine.store.entry_store import EntryStore
-from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry
 from metric_platform.errors import InvalidRequestError
 from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
@@ -49,19 +50,6 @@ from metric_platform.semantics.types import MissingValueTreatment, TimeGrain
 log = logging.getLogger(__name__)
 
 _COUNTS = (ROWS_COLUMN, NONNULL_COLUMN)
-
-
-@dataclass(frozen=True)
-class _Option:
-    """A memoized grain able to serve the request, with the slices it would read."""
-
-    anchor: Grain
-    slices: tuple[Entry, ...]
-    derivations: tuple[Derivation, ...] | None  # None: exact
-
-    @property
-    def rows(self) -> int:
-        return sum(e.row_count for e in self.slices)
 
 
 class MetricServer:
@@ -78,6 +66,8 @@ class MetricServer:
         self.entry_byte_cap = entry_byte_cap
         self.today = today
         self.maps = DimensionMaps(ac, store)
+        self.grains = GrainPlanner(ac)
+        self.chooser = SliceChooser(ac, store, self.grains)
         self.recommendations: list[str] = []
 
     # -- public --------------------------------------------------------------------------------
@@ -91,14 +81,16 @@ class MetricServer:
         mvt: MissingValueTreatment | None = None,
         pin: bool = False,
         recompute: bool = False,
+        explain: bool = False,
     ) -> Served:
+        """``explain``: also list, for every memoized grain not used, why (costs a manifest query)."""
         family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
         override = treatment != family.mvt
         source = source_fingerprint(backend)
         rejections: tuple[Rejection, ...] = ()
-        option: _Option | None = None
+        option: Option | None = None
         if not override and not recompute:
-            option, rejections = self._choose(family, target, window, source)
+            option, rejections = self.chooser.choose(family, target, window, source, thorough=explain)
         if option is not None and option.derivations is None:
             served = self._exact(family, target, window, option, backend)
         elif option is not None:
@@ -134,12 +126,12 @@ class MetricServer:
         if treatment != family.mvt:
             return (
                 PathKind.BACKEND,
-                self._fetch_grain(family, target),
+                self.grains.fetch_grain(family, target),
                 (Rejection(target, "a missing-value override is never memoized"),),
             )
-        option, rejections = self._choose(family, target, window, source)
+        option, rejections = self.chooser.choose(family, target, window, source)
         if option is None:
-            return PathKind.BACKEND, self._fetch_grain(family, target), rejections
+            return PathKind.BACKEND, self.grains.fetch_grain(family, target), rejections
         kind = PathKind.EXACT if option.derivations is None else PathKind.ROLLUP
         return kind, option.anchor, rejections
 
@@ -156,138 +148,17 @@ class MetricServer:
             raise InvalidRequestError(msg)
         target = self.ac.canonical_grain(anchor)
         self.ac.bindings(family.root_schema, target)  # unreachable dimensions fail before any I/O
-        if len(self._time_dims(target)) > 1:
+        if len(self.grains.time_dims(target)) > 1:
             msg = f"anchor ({', '.join(anchor)}) holds several time dimensions; keep the one you want"
             raise InvalidRequestError(msg)
         return family, target, window or self.default_window(), mvt if mvt is not None else family.mvt
 
-    def _time_dims(self, grain: Grain) -> list[tuple[str, TimeGrain]]:
-        return [(d, tg) for d in grain if (tg := self.ac.dimension(d).time_grain) is not None]
-
-    def _time_grain(self, grain: Grain) -> TimeGrain | None:
-        dims = self._time_dims(grain)
-        return dims[0][1] if dims else None
-
-    def _fetch_grain(self, family: MetricFamily, target: Grain) -> Grain:
-        """The grain a miss is fetched at (ARCHITECTURE.md §9, seed 003 §7.3).
-
-        For a partition-invariant operator: the target's dimensions that live on the family's root
-        schema, each joined dimension replaced by the root dimension determining it (region ->
-        store, where a verified dimension map exists), and ``day`` for any time dimension. The
-        backend then aggregates without joins, the engine rolls up with the dimension maps, and the
-        day slices it memoizes serve later grains and windows. Other operators: the target itself.
-        """
-        if not family.operator.partition_invariant:
-            return target
-        root = family.root_schema
-        dims: list[str] = []
-        for dim in target:
-            if self.ac.dimension(dim).time_grain is not None:
-                continue  # fetched at day
-            binding = self.ac.binding(root, dim)
-            native = binding is not None and not binding.join_path
-            dims.append(dim if native else (self._native_source(root, dim) or dim))
-        day = self.ac.day_dimension
-        assert day is not None  # validated: every family reaches a day dimension
-        return self.ac.canonical_grain([*dims, day])
-
-    def _native_source(self, root: str, dim: str) -> str | None:
-        """The dimension bound on ``root`` itself that determines ``dim`` along map-able edges."""
-        best: tuple[int, str] | None = None
-        for name, spec in self.ac.dimensions.items():
-            if spec.time_grain is not None or name == dim:
-                continue
-            binding = self.ac.binding(root, name)
-            path = self.ac.fd_dag.path(name, dim)
-            if binding is None or binding.join_path or path is None:
-                continue
-            if all(map_schema(self.ac, edge) is not None for edge in path) and (
-                best is None or len(path) < best[0]
-            ):
-                best = (len(path), name)
-        return None if best is None else best[1]
-
-    def _base(self, family: MetricFamily, grain: Grain) -> EntryKey:
-        return EntryKey(self.ac.name, Domain.METRIC, family.name, grain)
-
-    def _valid_slices(
-        self, family: MetricFamily, grain: Grain, window: DateWindow, source: str | None
-    ) -> dict[dt.date, Entry]:
-        """The window's slices at ``grain`` of this definition, read from ``source`` (None: any)."""
-        tg = self._time_grain(grain)
-        assert tg is not None
-        found = self.store.list_slices(
-            self._base(family, grain), start=tg.bucket_start(window.start), end=window.end
-        )
-        return {
-            e.key.slice_day: e
-            for e in found
-            if e.key.slice_day is not None
-            and e.meta.family_fingerprint == family.fingerprint
-            and e.meta.mvt == family.mvt.kind.value
-            and (source is None or e.meta.source_fingerprint == source)
-        }
-
-    def _choose(
-        self, family: MetricFamily, target: Grain, window: DateWindow, source: str | None
-    ) -> tuple[_Option | None, tuple[Rejection, ...]]:
-        rejections: list[Rejection] = []
-        options: list[_Option] = []
-        memoized = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name))
-        grains = memoized | {target}
-        for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
-            option_or_reason = self._consider(family, grain, target, window, source)
-            if isinstance(option_or_reason, str):
-                if grain in memoized or option_or_reason.startswith("the window"):
-                    rejections.append(Rejection(grain, option_or_reason))
-            else:
-                options.append(option_or_reason)
-        exact = [o for o in options if o.derivations is None]
-        if exact:
-            return exact[0], tuple(rejections)
-        if options:
-            best = min(options, key=lambda o: (o.rows, len(o.anchor)))
-            rejections += [
-                Rejection(o.anchor, f"covers the window but costs {o.rows} rows (chose {best.rows})")
-                for o in options
-                if o is not best
-            ]
-            return best, tuple(rejections)
-        return None, tuple(rejections)
-
-    def _consider(
-        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow, source: str | None
-    ) -> _Option | str:
-        tg = self._time_grain(grain)
-        if tg is None:
-            return "no time slices at this grain (results without a time dimension are not memoized)"
-        derivations: tuple[Derivation, ...] | None = None
-        if grain != target:
-            if not family.operator.partition_invariant:
-                return f"{family.operator} is not partition-invariant: its entries serve only their own grain"
-            derivations = plan_rollup(self.ac, grain, target)
-            if derivations is None:
-                missing = self.ac.fd_dag.unreachable(grain, target)
-                return f"not finer: nothing in ({', '.join(grain)}) determines {', '.join(missing)}"
-            for edge in map_edges(derivations):
-                if map_schema(self.ac, edge) is None:
-                    return f"FD edge {edge.finer}->{edge.coarser} has no schema binding both to roll along"
-        if not is_aligned(tg, window):
-            return f"the window {window.start}..{window.end} is not made of whole {tg.value}s"
-        needed = buckets(tg, window)
-        slices = self._valid_slices(family, grain, window, source)
-        present = [slices[b.start] for b in needed if b.start in slices]
-        if len(present) < len(needed):
-            return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
-        return _Option(grain, tuple(present), derivations)
-
-    # -- execution -----------------------------------------------------------------------------
     def _exact(
         self,
         family: MetricFamily,
         target: Grain,
         window: DateWindow,
-        option: _Option,
+        option: Option,
         backend: DataAPIBackend,
     ) -> Served:
         self.store.record_access(option.slices)
@@ -309,7 +180,7 @@ class MetricServer:
         family: MetricFamily,
         target: Grain,
         window: DateWindow,
-        option: _Option,
+        option: Option,
         backend: DataAPIBackend,
         *,
         source: str,
@@ -330,7 +201,7 @@ class MetricServer:
         partial = self._partial(target, window)
         memoized = False
         # Rollups are cheap; only declared-hot (cache_hint) grains and pinned results are kept.
-        target_grain = self._time_grain(target)
+        target_grain = self.grains.time_grain(target)
         if (pin or target in family.cache_grains) and target_grain is not None:
             full = self._to_keep(family, target, target_grain, window, source, pin=pin)
             memoized = self._memoize(family, target, rolled, full, source, pin=pin)
@@ -361,8 +232,8 @@ class MetricServer:
         memoize: bool,
         recompute: bool,
     ) -> Served:
-        fetch = self._fetch_grain(family, target)
-        tg = self._time_grain(fetch)
+        fetch = self.grains.fetch_grain(family, target)
+        tg = self.grains.time_grain(fetch)
         if tg is None:  # a non-rollable operator at a grain without time: one call, not memoized
             request = AggregateRequest(family, fetch, window=window, mvt=treatment)
             frame = backend.aggregate(request).collect(engine=_polars_engine(family)).lazy()
@@ -378,7 +249,7 @@ class MetricServer:
             )
             return Served(frame, self._provenance(family, path, backend, (), ()))
         needed = buckets(tg, window)
-        have = {} if (recompute or not memoize) else self._valid_slices(family, fetch, window, source)
+        have = {} if (recompute or not memoize) else self.chooser.valid_slices(family, fetch, window, source)
         kept = [have[b.start] for b in needed if b.start in have and b.full]
         missing = [b for b in needed if not (b.start in have and b.full)]
         fresh: pl.DataFrame | None = None
@@ -389,7 +260,7 @@ class MetricServer:
             ranges = (span,)
             request = AggregateRequest(family, fetch, window=span, mvt=treatment, with_counts=True)
             fresh = backend.aggregate(request).collect(engine=_polars_engine(family))
-            time_dim = self._time_dims(fetch)[0][0]
+            time_dim = self.grains.time_dims(fetch)[0][0]
             # The span may cross buckets that are memoized already: keep only the missing ones.
             fresh = fresh.filter(pl.col(time_dim).is_in([b.start for b in missing]))
             if memoize:
@@ -417,8 +288,8 @@ class MetricServer:
                 value=family.name,
             ).collect()
             frame = rolled.lazy()
-            steps = _steps(derivations) or (FDStep(self._time_dims(fetch)[0][0], "(all)", "aggregate"),)
-            target_grain = self._time_grain(target)
+            steps = _steps(derivations) or (FDStep(self.grains.time_dims(fetch)[0][0], "(all)", "aggregate"),)
+            target_grain = self.grains.time_grain(target)
             if memoize and (pin or target in family.cache_grains) and target_grain is not None:
                 full = self._to_keep(
                     family, target, target_grain, window, source, pin=pin, recompute=recompute
@@ -458,7 +329,7 @@ class MetricServer:
         full = [b for b in buckets(grain, window) if b.full]
         if pin or recompute:
             return full
-        have = self._valid_slices(family, target, window, source)
+        have = self.chooser.valid_slices(family, target, window, source)
         return [b for b in full if b.start not in have]
 
     def _memoize(
@@ -475,7 +346,7 @@ class MetricServer:
         §15.7); pinned results (behind a Dagster partition) are always kept."""
         if not full:
             return False
-        time_dim = self._time_dims(grain)[0][0]
+        time_dim = self.grains.time_dims(grain)[0][0]
         starts = [b.start for b in full]
         rows = frame.filter(pl.col(time_dim).is_in(starts))
         if not pin:
@@ -495,7 +366,7 @@ class MetricServer:
         meta = metric_meta(self.ac, family, grain, family.mvt, cutoff=cutoff, pinned=pin)
         meta = replace(meta, source_fingerprint=source)
         self.store.publish_slices(
-            self._base(family, grain), rows, slice_column=time_dim, slices=starts, meta=meta
+            self.chooser.base(family, grain), rows, slice_column=time_dim, slices=starts, meta=meta
         )
         return True
 
@@ -504,7 +375,7 @@ class MetricServer:
         return None if stability is None else self.today() - dt.timedelta(days=stability.hold_off_days)
 
     def _partial(self, target: Grain, window: DateWindow) -> tuple[dt.date, ...]:
-        tg = self._time_grain(target)
+        tg = self.grains.time_grain(target)
         return () if tg is None else tuple(b.start for b in buckets(tg, window) if not b.full)
 
     def _empty(self, family: MetricFamily, grain: Grain) -> pl.LazyFrame:

@@ -1,0 +1,128 @@
+"""Choosing how to serve a METRIC request from memory (seed 003 §5.2): the exact grain's slices,
+or the cheapest finer memoized grain that covers the window and rolls up to the target — with,
+for every other memoized grain, the exact reason it was not used (for explain)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from metric_platform.backends.protocol import DateWindow
+from metric_platform.engine.serving.buckets import buckets, is_aligned
+from metric_platform.engine.serving.dimension_maps import map_schema
+from metric_platform.engine.serving.grains import GrainPlanner
+from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup
+from metric_platform.engine.serving.types import Rejection
+from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain, EntryKey
+from metric_platform.engine.store.records import Entry
+from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
+
+
+@dataclass(frozen=True)
+class Option:
+    """A memoized grain able to serve the request, with the slices it would read."""
+
+    anchor: Grain
+    slices: tuple[Entry, ...]
+    derivations: tuple[Derivation, ...] | None  # None: exact
+
+    @property
+    def rows(self) -> int:
+        return sum(e.row_count for e in self.slices)
+
+
+class SliceChooser:
+    def __init__(self, ac: AnalyticalContext, store: EntryStore, grains: GrainPlanner) -> None:
+        self.ac = ac
+        self.store = store
+        self.grains = grains
+
+    def base(self, family: MetricFamily, grain: Grain) -> EntryKey:
+        return EntryKey(self.ac.name, Domain.METRIC, family.name, grain)
+
+    def valid_slices(
+        self, family: MetricFamily, grain: Grain, window: DateWindow, source: str | None
+    ) -> dict[dt.date, Entry]:
+        """The window's slices at ``grain`` of this definition, read from ``source`` (None: any)."""
+        tg = self.grains.time_grain(grain)
+        assert tg is not None
+        found = self.store.list_slices(
+            self.base(family, grain), start=tg.bucket_start(window.start), end=window.end
+        )
+        return {
+            e.key.slice_day: e
+            for e in found
+            if e.key.slice_day is not None
+            and e.meta.family_fingerprint == family.fingerprint
+            and e.meta.mvt == family.mvt.kind.value
+            and (source is None or e.meta.source_fingerprint == source)
+        }
+
+    def choose(
+        self,
+        family: MetricFamily,
+        target: Grain,
+        window: DateWindow,
+        source: str | None,
+        *,
+        thorough: bool = True,
+    ) -> tuple[Option | None, tuple[Rejection, ...]]:
+        """The option to serve from (None: the backend), and why each other grain was not used.
+        Not ``thorough``: a complete exact match is returned at once, without listing the other
+        grains (one manifest query on the hot path; the rejections are then left out)."""
+        if not thorough:
+            direct = self._consider(family, target, target, window, source)
+            if isinstance(direct, Option):
+                return direct, ()
+        rejections: list[Rejection] = []
+        options: list[Option] = []
+        memoized = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name))
+        grains = memoized | {target}
+        for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
+            option_or_reason = self._consider(family, grain, target, window, source)
+            if isinstance(option_or_reason, str):
+                if grain in memoized or option_or_reason.startswith("the window"):
+                    rejections.append(Rejection(grain, option_or_reason))
+            else:
+                options.append(option_or_reason)
+        exact = [o for o in options if o.derivations is None]
+        if exact:
+            return exact[0], tuple(rejections)
+        if options:
+            best = min(options, key=lambda o: (o.rows, len(o.anchor)))
+            rejections += [
+                Rejection(o.anchor, f"covers the window but costs {o.rows} rows (chose {best.rows})")
+                for o in options
+                if o is not best
+            ]
+            return best, tuple(rejections)
+        return None, tuple(rejections)
+
+    def _consider(
+        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow, source: str | None
+    ) -> Option | str:
+        tg = self.grains.time_grain(grain)
+        if tg is None:
+            return "no time slices at this grain (results without a time dimension are not memoized)"
+        derivations: tuple[Derivation, ...] | None = None
+        if grain != target:
+            if not family.operator.partition_invariant:
+                return f"{family.operator} is not partition-invariant: its entries serve only their own grain"
+            derivations = plan_rollup(self.ac, grain, target)
+            if derivations is None:
+                missing = self.ac.fd_dag.unreachable(grain, target)
+                return f"not finer: nothing in ({', '.join(grain)}) determines {', '.join(missing)}"
+            for edge in map_edges(derivations):
+                if map_schema(self.ac, edge) is None:
+                    return f"FD edge {edge.finer}->{edge.coarser} has no schema binding both to roll along"
+        if not is_aligned(tg, window):
+            return f"the window {window.start}..{window.end} is not made of whole {tg.value}s"
+        needed = buckets(tg, window)
+        slices = self.valid_slices(family, grain, window, source)
+        present = [slices[b.start] for b in needed if b.start in slices]
+        if len(present) < len(needed):
+            return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
+        return Option(grain, tuple(present), derivations)
+
+    # -- execution -----------------------------------------------------------------------------
