@@ -75,9 +75,24 @@ class SliceChooser:
             direct = self._consider(family, target, target, window, source)
             if isinstance(direct, Option):
                 return direct, ()
+        summaries = self.store.list_grains(self.ac.name, Domain.METRIC, family.name)
+        if not thorough:
+            # The hot path: try finer grains from the fewest estimated rows in the window (rows per
+            # slice x buckets in the window) and take the first that covers it, instead of listing
+            # every grain's slices to compare them.
+            def estimate(grain: Grain) -> tuple[float, Grain]:
+                summary, time_grain = summaries[grain], self.grains.time_grain(grain)
+                per_slice = summary.total_rows / max(summary.slice_count, 1)
+                return (per_slice * (len(buckets(time_grain, window)) if time_grain else 1), grain)
+
+            for grain in sorted(set(summaries) - {target}, key=estimate):
+                found = self._consider(family, grain, target, window, source)
+                if isinstance(found, Option):
+                    return found, ()
+            return None, ()
         rejections: list[Rejection] = []
         options: list[Option] = []
-        memoized = set(self.store.list_grains(self.ac.name, Domain.METRIC, family.name))
+        memoized = set(summaries)
         grains = memoized | {target}
         for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
             option_or_reason = self._consider(family, grain, target, window, source)
