@@ -11,39 +11,17 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from metric_platform import cli
 from metric_platform.backends.factory import backend_for
 from metric_platform.backends.protocol import AggregateRequest, DateWindow
 from metric_platform.engine.store.entry_store import EntryStore
-from metric_platform.sample_data import generate, write_parquet
+from metric_platform.sample_data import generate
 from metric_platform.semantics.loader import load_ac
 from metric_platform.settings import Settings
+from metric_platform_tests.cli.conftest import run
 from metric_platform_tests.engine.conftest import RETAIL_YAML, SAMPLE_SPEC
 
 FROM, TO = "2026-10-22", "2026-11-20"
 WINDOW = DateWindow(date(2026, 10, 22), date(2026, 11, 20))
-
-
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("cli-metrics-sample")
-    write_parquet(generate(SAMPLE_SPEC), directory)
-    return directory
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("METRIC_PLATFORM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("METRIC_PLATFORM_ENGINE_MANIFEST_URL", raising=False)
-    monkeypatch.delenv("METRIC_PLATFORM_ENGINE_DATA_DIR", raising=False)
-    return tmp_path / "home"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = cli.main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def direct(sample_dir: Path, family: str, grain: tuple[str, ...]) -> pl.DataFrame:

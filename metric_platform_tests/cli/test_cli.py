@@ -12,36 +12,12 @@ import pytest
 import sqlalchemy as sa
 
 from metric_platform import cli
-from metric_platform.sample_data import TABLES, write_parquet
+from metric_platform.sample_data import TABLES
 from metric_platform.semantics.loader import load_ac
+from metric_platform_tests.cli.conftest import run
 from metric_platform_tests.engine.conftest import RETAIL_YAML, SAMPLE_SPEC, write_ac_variant
 
 TRANSACTION_COLUMNS = list(load_ac(RETAIL_YAML).schema("transactions").columns)
-
-
-@pytest.fixture(scope="module")
-def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from metric_platform.sample_data import generate
-
-    directory = tmp_path_factory.mktemp("cli-sample")
-    write_parquet(generate(SAMPLE_SPEC), directory)
-    return directory
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every command's Settings() reads this home; nothing may land in the repository's store."""
-    monkeypatch.setenv("METRIC_PLATFORM_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("METRIC_PLATFORM_ENGINE_MANIFEST_URL", raising=False)
-    monkeypatch.delenv("METRIC_PLATFORM_ENGINE_DATA_DIR", raising=False)
-    return tmp_path / "home"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    code = cli.main([str(arg) for arg in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err
-    return code, out, err
 
 
 def test_validate_prints_every_family(capsys: pytest.CaptureFixture[str]) -> None:
