@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from metric_platform.errors import InvalidRequestError
-from metric_platform.semantics.operators import Operator, result_type
+from metric_platform.semantics.operators import result_type
 from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
 from metric_platform.semantics.types import ColumnType
 
@@ -55,8 +55,3 @@ def result_schema(
             raise InvalidRequestError(msg)
         cols += [(name, pl.Int64()) for name in COUNT_COLUMNS]
     return pl.Schema(cols)
-
-
-def is_counting(operator: Operator) -> bool:
-    """COUNT and COUNT_DISTINCT give 0 (not NULL) over a group with no non-null value."""
-    return operator in (Operator.COUNT, Operator.COUNT_DISTINCT)

@@ -56,10 +56,6 @@ class AggregateRequest:
     def treatment(self) -> MissingValueTreatment:
         return self.mvt if self.mvt is not None else self.family.mvt
 
-    @property
-    def value_column(self) -> str:
-        return self.family.name
-
 
 @runtime_checkable
 class DataAPIBackend(Protocol):

@@ -9,7 +9,6 @@ engine's correctness gate.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -92,7 +91,3 @@ def check_query(ac: AnalyticalContext, request: QueryRequest) -> None:
         request.frame_expression,
         request.post_grain_ops,
     )
-
-
-def metric_columns(frame: Frame) -> Sequence[str]:
-    return [c for c in frame.data.columns if c not in frame.grain]

@@ -38,10 +38,6 @@ def _add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(index // 12, index % 12 + 1, 1)
 
 
-def next_bucket(grain: TimeGrain, start: dt.date) -> dt.date:
-    return bucket_end(grain, start) + _ONE_DAY
-
-
 @dataclass(frozen=True)
 class Bucket:
     start: dt.date

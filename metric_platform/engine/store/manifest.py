@@ -49,14 +49,7 @@ _UPSERT_ATTEMPTS = 3
 
 
 def key_condition(key: EntryKey) -> sa.ColumnElement[bool]:
-    c = engine_entries.c
-    return sa.and_(
-        c.ac_name == key.ac_name,
-        c.domain == key.domain.value,
-        c.dataset_id == key.dataset_id,
-        c.anchor_signature == key.anchor_signature,
-        c.slice_key == key.slice_key,
-    )
+    return sa.and_(base_condition(key), engine_entries.c.slice_key == key.slice_key)
 
 
 def base_condition(key: EntryKey) -> sa.ColumnElement[bool]:
