@@ -15,8 +15,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from metric_platform.cli_lifecycle import (
+    add_lifecycle_commands,
+    run_evict,
+    run_recommend,
+    run_refresh,
+    run_stale,
+)
 from metric_platform.cli_metrics import add_commands, run_query, run_serve
 from metric_platform.errors import MetricPlatformError, UserError
+from metric_platform.installation import ENGINE_KEYS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 1
@@ -53,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sqlite", type=Path, help="also load the tables into this SQLite file")
 
     add_commands(sub)
+    add_lifecycle_commands(sub)
 
     p = sub.add_parser("main", help="the main job: sample data, validate and profile every AC")
     p.add_argument("--acs", type=Path, default=Path("data") / "acs")
@@ -86,11 +95,17 @@ def _glue_dash_values(argv: list[str]) -> list[str]:
 
 
 def _settings_problems(exc: ValidationError) -> str:
-    problems = [
-        f"METRIC_PLATFORM_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-        for err in exc.errors()
-    ]
-    return "; ".join(problems) + " (fix or unset those environment variables)"
+    problems = []
+    for err in exc.errors():
+        name = "_".join(str(p) for p in err["loc"])
+        where = f"METRIC_PLATFORM_{name.upper()}" + (
+            f" or metric_engine.{name}" if name in ENGINE_KEYS else ""
+        )
+        problems.append(f"{name} ({where}): {err['msg']}")
+    return "; ".join(problems) + (
+        " (fix those environment variables, or the metric_engine section of the installation file "
+        "installation.yaml in METRIC_PLATFORM_HOME)"
+    )
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -107,6 +122,14 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_serve(args)
         case "query":
             return run_query(args)
+        case "stale":
+            return run_stale(args)
+        case "refresh":
+            return run_refresh(args)
+        case "evict":
+            return run_evict(args)
+        case "recommend":
+            return run_recommend(args)
         case "main":
             from metric_platform.main_job import run_main_job
 

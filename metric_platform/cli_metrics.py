@@ -71,12 +71,35 @@ def add_commands(sub: Any) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="start", type=dt.date.fromisoformat, help="first event day (YYYY-MM-DD)")
     p.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="last event day (YYYY-MM-DD)")
+    add_source_options(p)
+    add_today_option(p)
+    p.add_argument("--format", choices=FORMATS, default="table")
+
+
+def add_source_options(p: argparse.ArgumentParser) -> None:
+    """--backend/--source/--url-env: which backend reads the AC's source, and where (``open_engine``)."""
     p.add_argument(
         "--backend", choices=BACKENDS, help="read the source with this backend (default: the AC's)"
     )
     p.add_argument("--source", type=Path, help="the Parquet directory or SQLite file to read instead")
     p.add_argument("--url-env", help="with --backend postgres: the variable holding the URL")
-    p.add_argument("--format", choices=FORMATS, default="table")
+
+
+def add_today_option(p: argparse.ArgumentParser) -> None:
+    """--today: the engine's clock, so an operator (or a test) can ask what holds on day D."""
+    p.add_argument(
+        "--today",
+        type=iso_day,
+        help="run as if today were this day (YYYY-MM-DD): moves the stability cutoff (default: today)",
+    )
+
+
+def iso_day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        msg = f"not a day: {text!r} (expected YYYY-MM-DD)"
+        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -94,9 +117,27 @@ def _window(args: argparse.Namespace) -> Any:
     return DateWindow(args.start, args.end)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any]:
+def open_engine(args: argparse.Namespace, *, today: dt.date | None = None) -> tuple[Any, Any]:
+    """The backend (``add_source_options``) and the engine of ``args.ac_file``, its clock fixed at
+    ``today`` when given; the caller closes both."""
     from metric_platform.backends.factory import backend_for
+
+    ac = load_source_ac(args)
+    return backend_for(ac), engine_for(ac, today=today)
+
+
+def engine_for(ac: Any, *, today: dt.date | None = None) -> Any:
+    """The AC's engine, its clock fixed at ``today`` when given (``--today``)."""
     from metric_platform.engine.engine import MetricEngine
+
+    if today is None:
+        return MetricEngine.open(ac)
+    return MetricEngine.open(ac, today=lambda: today)
+
+
+def load_source_ac(args: argparse.Namespace) -> Any:
+    """``args.ac_file`` pointed at the source ``add_source_options`` named. The source is part of
+    every family's fingerprint, so commands that match memoized entries need the same options."""
     from metric_platform.semantics.loader import load_ac
 
     override: dict[str, str] = {}
@@ -112,8 +153,7 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any]:
             raise InvalidRequestError(msg)
     if args.source is not None:
         override["path"] = str(args.source.resolve())
-    ac = load_ac(args.ac_file, source_override=override or None)
-    return backend_for(ac), MetricEngine.open(ac)
+    return load_ac(args.ac_file, source_override=override or None)
 
 
 def _kind_label(ac_file: Path) -> str:
@@ -124,7 +164,7 @@ def _kind_label(ac_file: Path) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    backend, engine = _open(args)
+    backend, engine = open_engine(args, today=args.today)
     try:
         served = engine.serve_metric(
             args.metric, _names(args.anchor), backend=backend, window=_window(args), explain=args.explain
@@ -171,7 +211,7 @@ def run_query(args: argparse.Namespace) -> int:
         else None,
         post_grain_ops=_ops(getattr(args, "ops", None) or []),
     )
-    backend, engine = _open(args)
+    backend, engine = open_engine(args, today=args.today)
     try:
         frame = engine.query(request, backend=backend)
         _print(frame.data, args.format)

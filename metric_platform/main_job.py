@@ -91,6 +91,12 @@ def run_main_job(
                     f"  profiled {schema}: {profile.row_count} rows, {len(profile.columns)} columns "
                     f"({computed} computed, {len(profile.columns) - computed} from the engine's memory)"
                 )
+            # Days that crossed the stability cutoff since the last run are recomputed first.
+            refreshed = engine.refresh(backend=backend)
+            out(
+                f"  refreshed {refreshed.recomputed} stale slice(s) under the stability cutoff "
+                f"{refreshed.cutoff} ({refreshed.backend_calls} backend calls)"
+            )
             for family in ac.families.values():
                 families += 1
                 for grain in dict.fromkeys((family.base_grain, *family.cache_grains)):
@@ -100,6 +106,11 @@ def run_main_job(
                         f"  served {family.name} at [{', '.join(grain)}]: {rows} rows — "
                         f"{served.provenance.path.describe()}"
                     )
+            totals = engine.store.byte_totals(ac.name)
+            out(
+                f"  store: {totals.evictable} evictable and {totals.pinned} pinned bytes "
+                f"(budget {settings.max_bytes_per_ac} per AC)"
+            )
             # Files retired by replacements (past their grace) and orphans of crashed writers.
             swept = engine.store.sweep(ac_name=ac.name)
             out(

@@ -17,6 +17,16 @@ import polars as pl
 
 from metric_platform.backends.protocol import DataAPIBackend, DateWindow
 from metric_platform.engine.compose import Frame
+from metric_platform.engine.lifecycle.late_updates import LateDay
+from metric_platform.engine.lifecycle.service import Lifecycle
+from metric_platform.engine.lifecycle.types import (
+    EngineLimits,
+    EvictionPolicyKind,
+    EvictionReport,
+    Recommendation,
+    RefreshReport,
+    StaleSlices,
+)
 from metric_platform.engine.qm.projections import ColumnProfile, TableProfile
 from metric_platform.engine.qm.service import QMServer
 from metric_platform.engine.query import QueryRequest, execute_query
@@ -28,10 +38,24 @@ from metric_platform.engine.store.keys import Domain
 from metric_platform.engine.store.records import Entry
 from metric_platform.semantics.spec import AnalyticalContext, Grain
 from metric_platform.semantics.types import MissingValueTreatment
-from metric_platform.settings import Settings
+from metric_platform.settings import GIB, Settings
 
 _T = TypeVar("_T")
 log = logging.getLogger(__name__)
+DEFAULT_LIMITS = EngineLimits(max_bytes_per_ac=GIB, entry_byte_cap=GIB // 10)
+# Rounds of "an entry vanished under us (evicted or replaced): plan again" before giving up.
+_REPLAN_ATTEMPTS = 5
+
+
+def limits_from(settings: Settings) -> EngineLimits:
+    return EngineLimits(
+        max_bytes_per_ac=settings.max_bytes_per_ac,
+        entry_byte_cap=settings.entry_byte_cap,
+        eviction_policy=EvictionPolicyKind(settings.eviction_policy),
+        promotion_window_days=settings.promotion_window_days,
+        promotion_min_hits=settings.promotion_min_hits,
+        promotion_min_days=settings.promotion_min_days,
+    )
 
 
 class MetricEngine:
@@ -40,13 +64,15 @@ class MetricEngine:
         ac: AnalyticalContext,
         store: EntryStore,
         *,
-        entry_byte_cap: int,
+        limits: EngineLimits = DEFAULT_LIMITS,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
         self.ac = ac
         self.store = store
+        self.limits = limits
         self._qm = QMServer(ac, store)
-        self._metric = MetricServer(ac, store, entry_byte_cap=entry_byte_cap, today=today)
+        self._metric = MetricServer(ac, store, entry_byte_cap=limits.entry_byte_cap, today=today)
+        self._lifecycle = Lifecycle(ac, store, limits, cutoff=self._metric.cutoff, serve=self.serve_metric)
 
     @classmethod
     def open(
@@ -58,9 +84,7 @@ class MetricEngine:
     ) -> MetricEngine:
         """An engine over the store the settings name (the embedded SQLite default needs none)."""
         settings = settings or Settings()
-        return cls(
-            ac, EntryStore.from_settings(settings), entry_byte_cap=settings.entry_byte_cap, today=today
-        )
+        return cls(ac, EntryStore.from_settings(settings), limits=limits_from(settings), today=today)
 
     def serve(
         self,
@@ -95,11 +119,14 @@ class MetricEngine:
         mvt: MissingValueTreatment | None = None,
         pin: bool = False,
         recompute: bool = False,
+        refresh: bool = False,
         explain: bool = False,
     ) -> Served:
         """A METRIC serve with its provenance. ``pin`` keeps the result whatever the memoization
         rules say and protects it from eviction (entries behind a materialized Dagster partition);
-        ``recompute`` goes to the backend even when memoized slices exist, and replaces them."""
+        ``recompute`` goes to the backend even when memoized slices exist, and replaces them;
+        ``refresh`` recomputes the slices still provisional (inside the hold-off window) and
+        serves stable ones from memory (a partition materialization or a refresh)."""
         return self._healing(
             lambda: self._metric.serve(
                 family,
@@ -109,6 +136,7 @@ class MetricEngine:
                 mvt=mvt,
                 pin=pin,
                 recompute=recompute,
+                refresh=refresh,
                 explain=explain,
             )
         )
@@ -138,6 +166,43 @@ class MetricEngine:
         """Several metrics at one grain, composed (seed 003 §8), every metric through serve."""
         return execute_query(self.ac, backend, request, engine=self)
 
+    # -- lifecycle (seed 003 §9.3, §10, §11) ------------------------------------------------------
+    def stability_cutoff(self) -> dt.date | None:
+        """The last stable day now (today minus the AC's hold-off); None without a stability block."""
+        return self._metric.cutoff()
+
+    def stale(self) -> list[StaleSlices]:
+        """Which (family, grain, bucket) slices need recomputing: read-only, one manifest query."""
+        return self._lifecycle.stale()
+
+    def refresh(
+        self,
+        *,
+        backend: DataAPIBackend,
+        dry_run: bool = False,
+        provisional: bool = False,
+        late_updates: bool = False,
+    ) -> RefreshReport:
+        """Recompute the stale slices (``provisional``: also those still in the hold-off window;
+        ``late_updates``: also those holding a day updated after it had become stable)."""
+        return self._lifecycle.refresh(
+            backend=backend, dry_run=dry_run, provisional=provisional, late_updates=late_updates
+        )
+
+    def late_updates(self, *, backend: DataAPIBackend, window: DateWindow | None = None) -> list[LateDay]:
+        """Days whose rows were updated after the day had passed the cutoff (scans the source's
+        update-timestamp column): the stability promise did not hold for them."""
+        return self._lifecycle.late_updates(backend=backend, window=window)
+
+    def enforce_budget(self, *, to_bytes: int | None = None, dry_run: bool = False) -> EvictionReport:
+        """Evict until the evictable bytes are within budget (or ``to_bytes``); runs by itself
+        after every engine operation that wrote."""
+        return self._lifecycle.enforce_budget(to_bytes=to_bytes, dry_run=dry_run)
+
+    def recommend(self) -> list[Recommendation]:
+        """Promotion (hot grains) and too-large-to-memoize recommendations, with YAML to paste."""
+        return self._lifecycle.recommend()
+
     def today(self) -> dt.date:
         """The engine's clock (injectable, so tests and backfills can fix the day)."""
         return self._metric.today()
@@ -156,19 +221,33 @@ class MetricEngine:
         return self.store.list_entries(self.ac.name, domain=domain)
 
     def _healing(self, call: Callable[[], _T]) -> _T:
-        """Run ``call``; when memoized files turned out missing or corrupt, drop those entries (only
-        if nobody replaced them meanwhile) and run it again, recomputing them. Each round drops
-        what one read found, so it repeats while it makes progress."""
+        """Run ``call``, then keep the AC within its byte budget if it wrote anything.
+
+        When memoized files turned out missing or corrupt, drop those entries (only if nobody
+        replaced them meanwhile) and run it again, recomputing them; each round drops what one read
+        found, so it repeats while it makes progress. Entries evicted or replaced by another process
+        between planning and reading (their files past the grace period) are planned again."""
+        writes = self.store.write_count
+        replans = 0
         while True:
             try:
-                return call()
+                result = call()
+                break
             except UnreadableEntryError as exc:
                 dropped = self.store.drop_unreadable(exc.entries)
-                if dropped == 0:
+                if dropped > 0:
+                    log.warning(
+                        "dropped %d unreadable entries of AC %r; recomputing: %s", dropped, self.ac.name, exc
+                    )
+                    continue
+                current = self.store.still_current(exc.entries)
+                replans += 1
+                if len(current) == len(exc.entries) or replans > _REPLAN_ATTEMPTS:
                     raise
-                log.warning(
-                    "dropped %d unreadable entries of AC %r; recomputing: %s", dropped, self.ac.name, exc
-                )
+                log.info("entries of AC %r changed while being read; planning again", self.ac.name)
+        if self.store.write_count != writes:
+            self.enforce_budget()
+        return result
 
     def close(self) -> None:
         self.store.close()

@@ -125,8 +125,18 @@ class Report:
     """This run's sections; every :meth:`add` rewrites the run's block in the file at once, so
     an interrupted run still leaves the sections it finished."""
 
-    def __init__(self, path: Path, *, rows: int, header: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        rows: int,
+        header: Mapping[str, str],
+        title: str = TITLE,
+        intro: str = INTRO,
+    ) -> None:
         self.path = path
+        self.title = title
+        self.intro = intro
         self.rows = rows
         self.header = dict(header)
         self._tables: dict[str, Table] = {}
@@ -153,7 +163,7 @@ class Report:
         old = self.path.read_text(encoding="utf-8") if self.path.is_file() else ""
         blocks = {int(m.group(1)): m.group(0) for m in _BLOCK.finditer(old)}
         blocks[self.rows] = self.render_block()
-        text = f"{TITLE}\n\n{INTRO}\n\n" + "\n".join(blocks[rows] for rows in sorted(blocks))
+        text = f"{self.title}\n\n{self.intro}\n\n" + "\n".join(blocks[rows] for rows in sorted(blocks))
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -32,7 +32,6 @@ from metric_platform.engine.serving.types import PathKind, Served
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.sample_data import SampleSpec
 from metric_platform.settings import Settings
-from metric_platform_tests.benchmarks import report as report_module
 from metric_platform_tests.benchmarks.conftest import BenchData, env_int, run_header, write_bench_data
 from metric_platform_tests.benchmarks.report import Report, Table, Timing, measure, ms
 
@@ -89,18 +88,6 @@ COMPOSE = QueryRequest(
     frame_expression=FrameExpression((DerivedMetric("roas", "revenue / nullif(spend, 0)"),)),
     post_grain_ops=PostGrainOps((Having("revenue > 0"), OrderBy.parse("-roas"), Limit(3, ("month",)))),
 )
-
-
-class ServingReport(Report):
-    """``report.Report`` under this file's title (report.py writes the foundation's; swapped here)."""
-
-    def write(self) -> None:
-        super().write()
-        text = self.path.read_text(encoding="utf-8")
-        head = f"{report_module.TITLE}\n\n{report_module.INTRO}\n\n"
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text(f"{TITLE}\n\n{INTRO}\n\n" + text.removeprefix(head), encoding="utf-8")
-        tmp.replace(self.path)
 
 
 @dataclass(frozen=True)
@@ -177,7 +164,7 @@ class Serving:
 def serving(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serving]:
     rows = env_int("METRIC_PLATFORM_BENCH_ROWS", DEFAULT_ROWS)
     reps = env_int("METRIC_PLATFORM_BENCH_REPS", 5)
-    report = ServingReport(REPORT_PATH, rows=rows, header=run_header(reps))
+    report = Report(REPORT_PATH, rows=rows, header=run_header(reps), title=TITLE, intro=INTRO)
     spec = SampleSpec(rows=rows, end_date=LAST_DAY, days=WINDOW.days)
     data, seconds = write_bench_data(tmp_path_factory.mktemp("serving_source"), spec)
     report.note(

@@ -3,6 +3,7 @@ served but deliberately not memoized, what is pinned, what is recomputed)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from metric_platform.backends.factory import backend_for
 from metric_platform.backends.protocol import DateWindow
-from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.engine import DEFAULT_LIMITS, MetricEngine
 from metric_platform.engine.serving.buckets import partition_window
 from metric_platform.engine.serving.types import PathKind
 from metric_platform.engine.store.entry_store import EntryStore
@@ -358,7 +359,12 @@ def test_an_unreachable_dimension_fails_before_any_backend_call(
 def test_a_result_over_the_byte_cap_is_served_and_recommended_not_memoized_unless_pinned(
     ac: AnalyticalContext, settings: Settings, backend: CountingBackend
 ) -> None:
-    capped = MetricEngine(ac, EntryStore.from_settings(settings), entry_byte_cap=10, today=fixed_today)
+    capped = MetricEngine(
+        ac,
+        EntryStore.from_settings(settings),
+        limits=replace(DEFAULT_LIMITS, entry_byte_cap=10),
+        today=fixed_today,
+    )
     try:
         grain = ac.family("revenue").base_grain
         expected = direct_metric(backend.inner, ac, "revenue", grain, window=SAMPLE_WINDOW)
@@ -419,14 +425,6 @@ OCTOBER = DateWindow(date(2026, 10, 1), date(2026, 10, 31))
 OCTOBER_NOVEMBER = DateWindow(date(2026, 10, 1), date(2026, 11, 30))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "MetricServer._backend looks for memoized slices at the fetch (native) grain only: a bucket "
-        "memoized at the target grain but not at the native one (its (store, day) slices were over "
-        "the entry cap, or evicted) is fetched from the backend again and its slice republished"
-    ),
-)
 def test_a_miss_does_not_refetch_the_buckets_memoized_at_its_target(
     ac: AnalyticalContext, settings: Settings, backend: CountingBackend
 ) -> None:
@@ -435,7 +433,12 @@ def test_a_miss_does_not_refetch_the_buckets_memoized_at_its_target(
     large = direct_metric(backend.inner, ac, "revenue", ("store", "day"), window=OCTOBER, with_counts=True)
     cap = 2 * int(small.estimated_size())
     assert large.estimated_size() > cap, "the native grain must be over the cap, the target under it"
-    capped = MetricEngine(ac, EntryStore.from_settings(settings), entry_byte_cap=cap, today=fixed_today)
+    capped = MetricEngine(
+        ac,
+        EntryStore.from_settings(settings),
+        limits=replace(DEFAULT_LIMITS, entry_byte_cap=cap),
+        today=fixed_today,
+    )
     try:
         capped.serve_metric("revenue", grain, backend=backend, window=OCTOBER)
         assert {e.key.anchor for e in capped.entries(Domain.METRIC)} == {grain}

@@ -5,10 +5,12 @@ for every other memoized grain, the exact reason it was not used (for explain)."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from metric_platform.backends.protocol import DateWindow
-from metric_platform.engine.serving.buckets import buckets, is_aligned
+from metric_platform.engine.lifecycle.stability import SliceState, slice_state
+from metric_platform.engine.serving.buckets import bucket_end, buckets, is_aligned
 from metric_platform.engine.serving.dimension_maps import map_schema
 from metric_platform.engine.serving.grains import GrainPlanner
 from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup
@@ -33,30 +35,48 @@ class Option:
 
 
 class SliceChooser:
-    def __init__(self, ac: AnalyticalContext, store: EntryStore, grains: GrainPlanner) -> None:
+    def __init__(
+        self,
+        ac: AnalyticalContext,
+        store: EntryStore,
+        grains: GrainPlanner,
+        cutoff: Callable[[], dt.date | None],
+    ) -> None:
         self.ac = ac
         self.store = store
         self.grains = grains
+        self.cutoff = cutoff  # the current stability cutoff (seed 003 §11.3: checked at serve time)
 
     def base(self, family: MetricFamily, grain: Grain) -> EntryKey:
         return EntryKey(self.ac.name, Domain.METRIC, family.name, grain)
 
     def valid_slices(
-        self, family: MetricFamily, grain: Grain, window: DateWindow, source: str | None
+        self,
+        family: MetricFamily,
+        grain: Grain,
+        window: DateWindow,
+        source: str | None,
+        *,
+        stable_only: bool = False,
     ) -> dict[dt.date, Entry]:
-        """The window's slices at ``grain`` of this definition, read from ``source`` (None: any)."""
+        """The window's usable slices at ``grain`` of this definition, read from ``source`` (None:
+        any). A stale slice (its bucket crossed the stability cutoff after it was computed) is never
+        usable; ``stable_only`` also leaves out provisional ones (a refresh recomputes them)."""
         tg = self.grains.time_grain(grain)
         assert tg is not None
         found = self.store.list_slices(
             self.base(family, grain), start=tg.bucket_start(window.start), end=window.end
         )
+        current = self.cutoff()
+        usable = (SliceState.STABLE,) if stable_only else (SliceState.STABLE, SliceState.PROVISIONAL)
         return {
-            e.key.slice_day: e
+            day: e
             for e in found
-            if e.key.slice_day is not None
+            if (day := e.key.slice_day) is not None
             and e.meta.family_fingerprint == family.fingerprint
             and e.meta.mvt == family.mvt.kind.value
             and (source is None or e.meta.source_fingerprint == source)
+            and slice_state(bucket_end(tg, day), e.meta.stability_cutoff, current) in usable
         }
 
     def choose(
@@ -67,12 +87,13 @@ class SliceChooser:
         source: str | None,
         *,
         thorough: bool = True,
+        stable_only: bool = False,
     ) -> tuple[Option | None, tuple[Rejection, ...]]:
         """The option to serve from (None: the backend), and why each other grain was not used.
         Not ``thorough``: a complete exact match is returned at once, without listing the other
         grains (one manifest query on the hot path; the rejections are then left out)."""
         if not thorough:
-            direct = self._consider(family, target, target, window, source)
+            direct = self._consider(family, target, target, window, source, stable_only=stable_only)
             if isinstance(direct, Option):
                 return direct, ()
         summaries = self.store.list_grains(self.ac.name, Domain.METRIC, family.name)
@@ -86,7 +107,7 @@ class SliceChooser:
                 return (per_slice * (len(buckets(time_grain, window)) if time_grain else 1), grain)
 
             for grain in sorted(set(summaries) - {target}, key=estimate):
-                found = self._consider(family, grain, target, window, source)
+                found = self._consider(family, grain, target, window, source, stable_only=stable_only)
                 if isinstance(found, Option):
                     return found, ()
             return None, ()
@@ -95,7 +116,7 @@ class SliceChooser:
         memoized = set(summaries)
         grains = memoized | {target}
         for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
-            option_or_reason = self._consider(family, grain, target, window, source)
+            option_or_reason = self._consider(family, grain, target, window, source, stable_only=stable_only)
             if isinstance(option_or_reason, str):
                 if grain in memoized or option_or_reason.startswith("the window"):
                     rejections.append(Rejection(grain, option_or_reason))
@@ -115,7 +136,14 @@ class SliceChooser:
         return None, tuple(rejections)
 
     def _consider(
-        self, family: MetricFamily, grain: Grain, target: Grain, window: DateWindow, source: str | None
+        self,
+        family: MetricFamily,
+        grain: Grain,
+        target: Grain,
+        window: DateWindow,
+        source: str | None,
+        *,
+        stable_only: bool,
     ) -> Option | str:
         tg = self.grains.time_grain(grain)
         if tg is None:
@@ -134,10 +162,9 @@ class SliceChooser:
         if not is_aligned(tg, window):
             return f"the window {window.start}..{window.end} is not made of whole {tg.value}s"
         needed = buckets(tg, window)
-        slices = self.valid_slices(family, grain, window, source)
+        slices = self.valid_slices(family, grain, window, source, stable_only=stable_only)
         present = [slices[b.start] for b in needed if b.start in slices]
         if len(present) < len(needed):
-            return f"covers {len(present)} of {len(needed)} {tg.value}s of the window"
+            note = " with stable slices (a refresh recomputes provisional ones)" if stable_only else ""
+            return f"covers {len(present)} of {len(needed)} {tg.value}s of the window{note}"
         return Option(grain, tuple(present), derivations)
-
-    # -- execution -----------------------------------------------------------------------------

@@ -10,13 +10,15 @@ in the store's QM domain (``fd_map``) with the schema's fingerprint and its sour
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 
 from metric_platform.backends.identity import table_fingerprint
 from metric_platform.backends.protocol import DataAPIBackend
 from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.keys import Domain, EntryKey
-from metric_platform.engine.store.records import EntryMeta
+from metric_platform.engine.store.records import Entry, EntryMeta
 from metric_platform.errors import UserError
 from metric_platform.semantics.fd_dag import FDEdge
 from metric_platform.semantics.fingerprint import schema_fingerprint
@@ -82,7 +84,21 @@ class DimensionMaps:
         self.ac = ac
         self.store = store
 
-    def get(self, edge: FDEdge, *, backend: DataAPIBackend) -> pl.LazyFrame:
+    def get_all(
+        self, edges: Iterable[FDEdge], *, backend: DataAPIBackend
+    ) -> tuple[dict[FDEdge, pl.LazyFrame], list[Entry]]:
+        """The maps of ``edges``, and the memoized entries they were read from: the caller records
+        the access with its own (one write for the whole serve), so a map in use ages like the
+        slices it serves with instead of looking idle to the eviction scorer."""
+        maps: dict[FDEdge, pl.LazyFrame] = {}
+        used: list[Entry] = []
+        for edge in edges:
+            maps[edge], entry = self._get(edge, backend)
+            if entry is not None:
+                used.append(entry)
+        return maps, used
+
+    def _get(self, edge: FDEdge, backend: DataAPIBackend) -> tuple[pl.LazyFrame, Entry | None]:
         schema = map_schema(self.ac, edge)
         if schema is None:
             msg = f"no schema binds both {edge.finer} and {edge.coarser}; this edge cannot be rolled along"
@@ -96,7 +112,7 @@ class DimensionMaps:
             and entry.meta.family_fingerprint == fingerprint
             and entry.meta.source_fingerprint == source
         ):
-            return self.store.scan(entry)
+            return self.store.scan(entry), entry
         finer_col = self.ac.dimension(edge.finer).columns[schema]
         coarser_col = self.ac.dimension(edge.coarser).columns[schema]
         rows = (
@@ -120,4 +136,4 @@ class DimensionMaps:
             source_fingerprint=source,
         )
         self.store.publish(key, frame, meta)
-        return frame.lazy()
+        return frame.lazy(), None

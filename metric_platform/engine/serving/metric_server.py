@@ -27,11 +27,13 @@ import polars as pl
 from metric_platform.backends.identity import source_fingerprint
 from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN, result_schema
 from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
-from metric_platform.engine.serving.buckets import Bucket, buckets, hull, partition_window
+from metric_platform.engine.lifecycle import stability
+from metric_platform.engine.serving.buckets import Bucket, bucket_end, buckets, hull, partition_window
 from metric_platform.engine.serving.chooser import Option, SliceChooser
 from metric_platform.engine.serving.dimension_maps import DimensionMaps
-from metric_platform.engine.serving.entry_meta import metric_meta, verification_level
+from metric_platform.engine.serving.entry_meta import verification_level
 from metric_platform.engine.serving.grains import GrainPlanner
+from metric_platform.engine.serving.memo import Memoizer
 from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup, rollup
 from metric_platform.engine.serving.types import (
     FDStep,
@@ -42,10 +44,11 @@ from metric_platform.engine.serving.types import (
     ServingPath,
 )
 from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry
 from metric_platform.errors import InvalidRequestError
 from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
-from metric_platform.semantics.types import MissingValueTreatment, TimeGrain
+from metric_platform.semantics.types import MissingValueTreatment
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +70,20 @@ class MetricServer:
         self.today = today
         self.maps = DimensionMaps(ac, store)
         self.grains = GrainPlanner(ac)
-        self.chooser = SliceChooser(ac, store, self.grains)
-        self.recommendations: list[str] = []
+        self.chooser = SliceChooser(ac, store, self.grains, self.cutoff)
+        self.memo = Memoizer(
+            ac,
+            store,
+            self.chooser,
+            self.grains,
+            entry_byte_cap=entry_byte_cap,
+            cutoff=self.cutoff,
+            today=today,
+        )
+
+    @property
+    def recommendations(self) -> list[str]:
+        return self.memo.recommendations
 
     # -- public --------------------------------------------------------------------------------
     def serve(
@@ -81,20 +96,31 @@ class MetricServer:
         mvt: MissingValueTreatment | None = None,
         pin: bool = False,
         recompute: bool = False,
+        refresh: bool = False,
         explain: bool = False,
     ) -> Served:
-        """``explain``: also list, for every memoized grain not used, why (costs a manifest query)."""
-        family, target, window, treatment = self._resolve(family_name, anchor, window, mvt)
+        """``explain``: also list, for every memoized grain not used, why (costs a manifest query).
+        ``refresh``: slices still provisional are recomputed, never served from memory (a refresh
+        or a partition materialization); stable ones are. ``recompute``: everything is."""
+        family, target, asked, treatment = self._resolve(family_name, anchor, window, mvt)
         override = treatment != family.mvt
         source = source_fingerprint(backend)
+        served_window = stability.served_window(self.ac, asked, self.cutoff())
+        if served_window is None:
+            return self._nothing_stable(family, target, asked, backend)
+        window = served_window
         rejections: tuple[Rejection, ...] = ()
         option: Option | None = None
         if not override and not recompute:
-            option, rejections = self.chooser.choose(family, target, window, source, thorough=explain)
+            option, rejections = self.chooser.choose(
+                family, target, window, source, thorough=explain, stable_only=refresh
+            )
         if option is not None and option.derivations is None:
             served = self._exact(family, target, window, option, backend)
         elif option is not None:
-            served = self._rollup(family, target, window, option, backend, source=source, pin=pin)
+            served = self._rollup(
+                family, target, window, option, backend, source=source, pin=pin, refresh=refresh
+            )
         else:
             served = self._backend(
                 family,
@@ -106,9 +132,13 @@ class MetricServer:
                 pin=pin,
                 memoize=not override,
                 recompute=recompute,
+                refresh=refresh,
             )
         frame = served.frame.select([*anchor, family.name])
-        return Served(frame, served.provenance, rejections)
+        provenance = served.provenance
+        if window != asked:
+            provenance = replace(provenance, excluded_after=window.end)
+        return Served(frame, provenance, rejections)
 
     def explain(
         self,
@@ -138,6 +168,13 @@ class MetricServer:
     def default_window(self) -> DateWindow:
         return partition_window(self.ac, self.today())
 
+    def cutoff(self) -> dt.date | None:
+        """The stability cutoff in force now (seed 003 §11): today minus the AC's hold-off."""
+        return stability.cutoff(self.ac, self.today())
+
+    def request_key(self, family: MetricFamily, target: Grain) -> EntryKey:
+        return EntryKey(self.ac.name, Domain.METRIC, family.name, target)
+
     # -- resolution and choice -----------------------------------------------------------------
     def _resolve(
         self, name: str, anchor: Grain, window: DateWindow | None, mvt: MissingValueTreatment | None
@@ -161,7 +198,7 @@ class MetricServer:
         option: Option,
         backend: DataAPIBackend,
     ) -> Served:
-        self.store.record_access(option.slices)
+        self.store.record_access(option.slices, request=self.request_key(family, target))
         frame = self.store.scan_slices(option.slices).drop(_COUNTS)
         path = ServingPath(
             PathKind.EXACT,
@@ -185,10 +222,11 @@ class MetricServer:
         *,
         source: str,
         pin: bool,
+        refresh: bool,
     ) -> Served:
         assert option.derivations is not None
-        self.store.record_access(option.slices)
-        maps = {edge: self.maps.get(edge, backend=backend) for edge in map_edges(option.derivations)}
+        maps, used = self.maps.get_all(map_edges(option.derivations), backend=backend)
+        self.store.record_access([*option.slices, *used], request=self.request_key(family, target))
         rolled = rollup(
             self.store.scan_slices(option.slices),
             derivations=option.derivations,
@@ -203,8 +241,8 @@ class MetricServer:
         # Rollups are cheap; only declared-hot (cache_hint) grains and pinned results are kept.
         target_grain = self.grains.time_grain(target)
         if (pin or target in family.cache_grains) and target_grain is not None:
-            full = self._to_keep(family, target, target_grain, window, source, pin=pin)
-            memoized = self._memoize(family, target, rolled, full, source, pin=pin)
+            full = self.memo.to_keep(family, target, target_grain, window, source, pin=pin, refresh=refresh)
+            memoized = self.memo.memoize(family, target, rolled, full, source, pin=pin)
         path = ServingPath(
             PathKind.ROLLUP,
             family.name,
@@ -231,12 +269,14 @@ class MetricServer:
         pin: bool,
         memoize: bool,
         recompute: bool,
+        refresh: bool,
     ) -> Served:
         fetch = self.grains.fetch_grain(family, target)
         tg = self.grains.time_grain(fetch)
         if tg is None:  # a non-rollable operator at a grain without time: one call, not memoized
             request = AggregateRequest(family, fetch, window=window, mvt=treatment)
             frame = backend.aggregate(request).collect(engine=_polars_engine(family)).lazy()
+            self.store.record_access((), request=self.request_key(family, target))
             path = ServingPath(
                 PathKind.BACKEND,
                 family.name,
@@ -248,8 +288,17 @@ class MetricServer:
                 backend_ranges=(window,),
             )
             return Served(frame, self._provenance(family, path, backend, (), ()))
-        needed = buckets(tg, window)
-        have = {} if (recompute or not memoize) else self.chooser.valid_slices(family, fetch, window, source)
+        at_target = (
+            {}
+            if (recompute or not memoize)
+            else self._memoized_at_target(family, target, fetch, window, source, stable_only=refresh)
+        )
+        needed = self._outside(buckets(tg, window), target, at_target)
+        have = (
+            {}
+            if (recompute or not memoize)
+            else self.chooser.valid_slices(family, fetch, window, source, stable_only=refresh)
+        )
         kept = [have[b.start] for b in needed if b.start in have and b.full]
         missing = [b for b in needed if not (b.start in have and b.full)]
         fresh: pl.DataFrame | None = None
@@ -266,19 +315,23 @@ class MetricServer:
             if memoize:
                 full = [b for b in missing if b.full]
                 # Only the target is pinned (it backs the Dagster partition), not its finer source.
-                memoized = self._memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)
+                memoized = self.memo.memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)
+        # The dimension maps first: rebuilding one reads the source, and the kept files are opened
+        # only after that, right before they are read (as in _rollup).
+        derivations = plan_rollup(self.ac, fetch, target) if fetch != target else None
+        maps, used = (
+            ({}, []) if derivations is None else self.maps.get_all(map_edges(derivations), backend=backend)
+        )
         parts: list[pl.LazyFrame] = []
+        self.store.record_access([*kept, *used], request=self.request_key(family, target))
         if kept:
-            self.store.record_access(kept)
             parts.append(self.store.scan_slices(kept))
         if fresh is not None:
             parts.append(fresh.lazy())
         frame = pl.concat(parts, how="vertical") if parts else self._empty(family, fetch)
         steps: tuple[FDStep, ...] = ()
         if fetch != target:  # fetched at the native grain: roll up to the target
-            derivations = plan_rollup(self.ac, fetch, target)
             assert derivations is not None
-            maps = {edge: self.maps.get(edge, backend=backend) for edge in map_edges(derivations)}
             rolled = rollup(
                 frame,
                 derivations=derivations,
@@ -288,13 +341,24 @@ class MetricServer:
                 value=family.name,
             ).collect()
             frame = rolled.lazy()
+            if at_target:
+                self.store.record_access(list(at_target.values()))
+                memo = self.store.scan_slices(list(at_target.values())).select(rolled.columns)
+                frame = pl.concat([frame, memo], how="vertical")
             steps = _steps(derivations) or (FDStep(self.grains.time_dims(fetch)[0][0], "(all)", "aggregate"),)
             target_grain = self.grains.time_grain(target)
             if memoize and (pin or target in family.cache_grains) and target_grain is not None:
-                full = self._to_keep(
-                    family, target, target_grain, window, source, pin=pin, recompute=recompute
+                full = self.memo.to_keep(
+                    family,
+                    target,
+                    target_grain,
+                    window,
+                    source,
+                    pin=pin,
+                    recompute=recompute,
+                    refresh=refresh,
                 )
-                memoized = self._memoize(family, target, rolled, full, source, pin=pin) or memoized
+                memoized = self.memo.memoize(family, target, rolled, full, source, pin=pin) or memoized
         path = ServingPath(
             PathKind.BACKEND,
             family.name,
@@ -303,76 +367,71 @@ class MetricServer:
             fetch,
             steps,
             window,
-            len(kept),
-            sum(e.row_count for e in kept),
+            len(kept) + len(at_target),
+            sum(e.row_count for e in (*kept, *at_target.values())),
             ranges,
         )
         provenance = self._provenance(
-            family, path, backend, kept, self._partial(target, window), memoized=memoized
+            family,
+            path,
+            backend,
+            [*kept, *at_target.values()],
+            self._partial(target, window),
+            memoized=memoized,
         )
         return Served(frame.drop(_COUNTS), provenance)
 
-    # -- memoization and provenance ---------------------------------------------------------------
-    def _to_keep(
+    def _memoized_at_target(
         self,
         family: MetricFamily,
         target: Grain,
-        grain: TimeGrain,
+        fetch: Grain,
         window: DateWindow,
         source: str,
         *,
-        pin: bool,
-        recompute: bool = False,
-    ) -> list[Bucket]:
-        """The whole buckets of the window to memoize at ``target``: those not memoized already
-        (a pin or a recompute republishes them all, so they end up pinned / fresh)."""
-        full = [b for b in buckets(grain, window) if b.full]
-        if pin or recompute:
-            return full
-        have = self.chooser.valid_slices(family, target, window, source)
-        return [b for b in full if b.start not in have]
+        stable_only: bool,
+    ) -> dict[dt.date, Entry]:
+        """The whole target buckets memoized at the target grain itself (a cache_hint grain whose
+        native slices were evicted or over the cap): read, not fetched again at the native grain."""
+        target_grain = self.grains.time_grain(target)
+        if fetch == target or target_grain is None:
+            return {}
+        have = self.chooser.valid_slices(family, target, window, source, stable_only=stable_only)
+        return {b.start: have[b.start] for b in buckets(target_grain, window) if b.full and b.start in have}
 
-    def _memoize(
-        self,
-        family: MetricFamily,
-        grain: Grain,
-        frame: pl.DataFrame,
-        full: Sequence[Bucket],
-        source: str,
-        *,
-        pin: bool,
-    ) -> bool:
-        """Keep the full buckets of ``frame`` as slices, unless a policy rule says no (seed §9.4,
-        §15.7); pinned results (behind a Dagster partition) are always kept."""
-        if not full:
-            return False
-        time_dim = self.grains.time_dims(grain)[0][0]
-        starts = [b.start for b in full]
-        rows = frame.filter(pl.col(time_dim).is_in(starts))
-        if not pin:
-            if rows.height == 1 and len(starts) == 1:
-                return False  # a singleton lookup (one cell) is not worth an entry; empty days are
-            size = rows.estimated_size()
-            if size > self.entry_byte_cap:
-                coarser = ", ".join(grain)
-                note = (
-                    f"{family.name} at ({coarser}) over {len(starts)} bucket(s) is {size} bytes, over the "
-                    f"{self.entry_byte_cap}-byte entry cap: served but not memoized; a coarser grain would be"
-                )
-                log.info(note)
-                self.recommendations.append(note)
-                return False
-        cutoff = self._cutoff()
-        meta = metric_meta(self.ac, family, grain, family.mvt, cutoff=cutoff, pinned=pin)
-        meta = replace(meta, source_fingerprint=source)
-        self.store.publish_slices(
-            self.chooser.base(family, grain), rows, slice_column=time_dim, slices=starts, meta=meta
+    def _outside(
+        self, native: tuple[Bucket, ...], target: Grain, at_target: dict[dt.date, Entry]
+    ) -> tuple[Bucket, ...]:
+        """The native buckets not inside one of the target buckets ``at_target``."""
+        target_grain = self.grains.time_grain(target)
+        if not at_target or target_grain is None:
+            return native
+        return tuple(b for b in native if target_grain.bucket_start(b.start) not in at_target)
+
+    # -- provenance ------------------------------------------------------------------------------
+    def _nothing_stable(
+        self, family: MetricFamily, target: Grain, window: DateWindow, backend: DataAPIBackend
+    ) -> Served:
+        path = ServingPath(PathKind.EMPTY, family.name, family.operator, target, target, window=window)
+        provenance = replace(
+            self._provenance(family, path, backend, (), ()),
+            provisional_buckets=(),
+            excluded_after=self.cutoff(),
         )
-        return True
+        frame = self._empty(family, target).drop(_COUNTS).select([*target, family.name])
+        return Served(frame, provenance)
 
-    def _cutoff(self) -> dt.date | None:
-        stability = self.ac.stability
-        return None if stability is None else self.today() - dt.timedelta(days=stability.hold_off_days)
+    def _provisional(self, target: Grain, window: DateWindow) -> tuple[dt.date, ...]:
+        """The served buckets not yet stable: their rows may still change (seed 003 §11)."""
+        current = self.cutoff()
+        if current is None or window.end <= current:
+            return ()
+        tg = self.grains.time_grain(target)
+        if tg is None:
+            return (window.start,)
+        return tuple(
+            b.start for b in buckets(tg, window) if not stability.is_final(bucket_end(tg, b.start), current)
+        )
 
     def _partial(self, target: Grain, window: DateWindow) -> tuple[dt.date, ...]:
         tg = self.grains.time_grain(target)
@@ -404,6 +463,8 @@ class MetricServer:
             partial_buckets=partial,
             memoized=memoized,
             not_further_rollable=not family.operator.partition_invariant,
+            stability_cutoff=self.cutoff(),
+            provisional_buckets=self._provisional(path.target_anchor, path.window) if path.window else (),
         )
 
 

@@ -17,6 +17,7 @@ class PathKind(StrEnum):
     EXACT = "exact"  # memoized entries at the requested grain
     ROLLUP = "rollup"  # memoized entries at a finer grain, rolled up along the FD-DAG
     BACKEND = "backend"  # one backend aggregate (memoized where the policy allows)
+    EMPTY = "empty"  # nothing to serve: under provisional: exclude, no day of the window is stable yet
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ class ServingPath:
                 )
             case PathKind.BACKEND:
                 text = f"backend at ({grain})"
+            case PathKind.EMPTY:
+                text = "empty: no day of the window is stable yet (the AC serves stable days only)"
         if self.backend_ranges:
             ranges = ", ".join(f"{r.start}..{r.end}" for r in self.backend_ranges)
             text += f"; backend computed {ranges}"
@@ -84,6 +87,15 @@ class Provenance:
     partial_buckets: tuple[dt.date, ...] = ()  # coarse buckets only partly inside the window
     memoized: bool = False
     not_further_rollable: bool = False  # non-partition-invariant operators (seed §12.2)
+    # Seed 003 §11: the cutoff in force when served, and the served buckets (bucket starts; for a
+    # grain without time, the window's first day) not yet stable under it: their rows may change.
+    stability_cutoff: dt.date | None = None
+    provisional_buckets: tuple[dt.date, ...] = ()
+    excluded_after: dt.date | None = None  # provisional: exclude clipped the window after this day
+
+    @property
+    def provisional(self) -> bool:
+        return bool(self.provisional_buckets)
 
 
 @dataclass(frozen=True)

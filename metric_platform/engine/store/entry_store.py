@@ -13,11 +13,17 @@ A file deleted or damaged behind the store's back makes ``scan``/``scan_slices``
 Day slices are logical: ``publish_slices`` writes the slices of a computed range to ONE file and
 one manifest row per slice points at it (730 one-day files cost 25x one file to read, and 0.7 s to
 fsync). A file is therefore retired only when its last referencing row is replaced or deleted.
+
+Lifecycle (issue 4): each slice records its bucket's end and whether it was provisional
+(``list_provisional`` finds the stale ones); ``record_access`` also counts requests per grain and
+day (``request_counts``); ``evict`` deletes the units an eviction policy chooses, in one
+transaction, retiring their files like any replacement does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +37,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from metric_platform.db import create_db_engine, read_transaction, write_transaction
-from metric_platform.engine.store import in_flight, manifest, reader, slice_manifest, unreadable
+from metric_platform.engine.store import (
+    in_flight,
+    manifest,
+    reader,
+    requests,
+    slice_manifest,
+    unreadable,
+)
 from metric_platform.engine.store.keys import WHOLE_ENTRY, Domain, EntryKey
 from metric_platform.engine.store.layout import (
     entry_dir,
@@ -39,8 +52,14 @@ from metric_platform.engine.store.layout import (
     shared_slices_file,
     write_parquet_atomically,
 )
+from metric_platform.engine.store.lifecycle_queries import LifecycleQueries
 from metric_platform.engine.store.migrations_runner import migrate
-from metric_platform.engine.store.records import Entry, EntryMeta, GrainSummary, SweepReport
+from metric_platform.engine.store.records import (
+    Entry,
+    EntryMeta,
+    GrainSummary,
+    SweepReport,
+)
 from metric_platform.engine.store.schema import KEY_COLUMNS, engine_entries, engine_meta
 from metric_platform.engine.store.slices import apportion_bytes, plan_slices
 from metric_platform.engine.store.sweeper import sweep
@@ -60,7 +79,7 @@ class _Written:
     byte_size: int
 
 
-class EntryStore:
+class EntryStore(LifecycleQueries):
     """Entries of every AC under one data dir, catalogued in one manifest database."""
 
     def __init__(
@@ -77,6 +96,8 @@ class EntryStore:
         self._data_dir = Path(data_dir).resolve()
         self._grace = timedelta(seconds=grace_seconds)
         self._clock = clock or _utc_now
+        self._writes = 0
+        self._writes_lock = threading.Lock()
         self._engine = create_db_engine(manifest_url)
         try:
             migrate(self._engine)
@@ -91,6 +112,17 @@ class EntryStore:
     @property
     def data_dir(self) -> Path:
         return self._data_dir
+
+    @property
+    def write_count(self) -> int:
+        """How many publishes (``publish``, ``publish_many``, ``publish_slices``) this store object
+        has committed: the writes that can grow an AC's bytes, so a caller comparing the count
+        before and after an operation knows whether to check the byte budget."""
+        return self._writes
+
+    def now(self) -> datetime:
+        """The store clock's current time, timezone-aware UTC (request days and stamps use it)."""
+        return self._now()
 
     def close(self) -> None:
         """Release the manifest's connections (the store must not be used afterwards)."""
@@ -176,6 +208,16 @@ class EntryStore:
             value = conn.execute(query).scalar_one_or_none()
         return None if value is None else str(value)
 
+    def list_meta(self, ac_name: str, *, prefix: str = "") -> dict[str, str]:
+        """The AC's engine metadata whose key starts with ``prefix`` (all without one), by key."""
+        c = engine_meta.c
+        query = sa.select(c.key, c.value).where(c.ac_name == ac_name)
+        if prefix:
+            query = query.where(c.key.startswith(prefix, autoescape=True))
+        with read_transaction(self._engine) as conn:
+            rows = conn.execute(query.order_by(c.key)).all()
+        return {str(row.key): str(row.value) for row in rows}
+
     # -- writing -------------------------------------------------------------------------------
 
     def publish(self, key: EntryKey, frame: pl.DataFrame, meta: EntryMeta) -> Entry:
@@ -240,6 +282,7 @@ class EntryStore:
         slice_column: str,
         slices: Sequence[date],
         meta: EntryMeta | Mapping[date, EntryMeta],
+        ends: Mapping[date, date] | None = None,
     ) -> list[Entry]:
         """Store the slices ``slices`` of ``base`` in ONE file and one manifest row per slice.
 
@@ -250,8 +293,13 @@ class EntryStore:
         in one transaction; each row's ``byte_size`` is the file size apportioned by rows. The
         file holds the rows grouped by slice (stable order within a slice). Returns the entries in
         the order of ``slices``.
+
+        A slice keyed by day ``d`` covers the bucket [d, ``ends[d]``] (default: the day alone);
+        ``ends`` must give every slice an end on or after its day. A slice whose end is after its
+        meta's ``stability_cutoff`` is recorded as provisional (``list_provisional``).
         """
         plan = plan_slices(base, frame, slice_column=slice_column, slices=slices, meta=meta)
+        slice_ends = slice_manifest.slice_ends(base.describe(), plan.days, ends)
         if not plan.days:
             return []
         now = self._now()
@@ -265,7 +313,7 @@ class EntryStore:
             raise
         counts = [plan.row_counts[day] for day in plan.days]
         rows = [
-            slice_manifest.SliceRow(day.isoformat(), plan.metas[day], count, share)
+            slice_manifest.SliceRow(day.isoformat(), plan.metas[day], count, share, slice_ends[day])
             for day, count, share in zip(plan.days, counts, apportion_bytes(size, counts), strict=True)
         ]
         self._before_manifest_commit([absolute])
@@ -294,6 +342,8 @@ class EntryStore:
             with write_transaction(self._engine) as conn:
                 yield conn
                 in_flight.claim(conn, relatives, what=what)
+            with self._writes_lock:
+                self._writes += 1
         except in_flight.FilesReclaimedError:
             for relative in relatives:
                 self._absolute(relative).unlink(missing_ok=True)
@@ -307,30 +357,40 @@ class EntryStore:
     def _absolute(self, relative: str) -> Path:
         return self._data_dir.joinpath(*relative.split("/"))
 
-    def record_access(self, entries: Sequence[Entry]) -> None:
+    def record_access(self, entries: Sequence[Entry], *, request: EntryKey | None = None) -> None:
         """Mark entries as used now (LRU eviction input); each distinct entry counts once per call.
 
         Best-effort and one UPDATE however many entries. On PostgreSQL a row that another writer
         holds locked (a publish replacing it) is skipped rather than waited for: this transaction
-        never waits on a lock, so it can never be part of a deadlock.
+        never waits on an entry's lock, so it can never be part of a deadlock.
+
+        ``request``, a key without slice, is the grain that was asked for: in the same transaction
+        it gets one more hit on the store clock's UTC day (``request_counts``), even when no entry
+        was read (a backend-served request). Its row is the last lock taken (see ``manifest``).
         """
+        if request is not None:
+            _require_base(request, "record_access(request=...)")
         ids = {entry.entry_id for entry in entries}
-        if not ids:
+        if not ids and request is None:
             return
-        c = engine_entries.c
-        free = (
-            sa.select(c.id)
-            .where(c.id.in_(manifest.id_list(ids)))
-            .order_by(*(c[name] for name in KEY_COLUMNS))
-            .with_for_update(skip_locked=True)
-        )
-        statement = (
-            sa.update(engine_entries)
-            .where(c.id.in_(free))
-            .values(last_access_at=self._now(), access_count=c.access_count + 1)
-        )
+        now = self._now()
         with write_transaction(self._engine) as conn:
-            conn.execute(statement)
+            if ids:
+                c = engine_entries.c
+                free = (
+                    sa.select(c.id)
+                    .where(c.id.in_(manifest.id_list(ids)))
+                    .order_by(*(c[name] for name in KEY_COLUMNS))
+                    .with_for_update(skip_locked=True)
+                )
+                statement = (
+                    sa.update(engine_entries)
+                    .where(c.id.in_(free))
+                    .values(last_access_at=now, access_count=c.access_count + 1)
+                )
+                conn.execute(statement)
+            if request is not None:
+                requests.count(conn, request, now.date())
 
     def drop_unreadable(self, entries: Sequence[Entry]) -> int:
         """Forget those of ``entries`` whose file is missing or unreadable, so they are recomputed.

@@ -11,15 +11,28 @@ referenced?" cannot race with another writer replacing the file's other slices.
 Lock order on PostgreSQL, the same in every write path so that no two transactions can wait on
 each other in a cycle (SQLite has one write lock per database and cannot deadlock):
 
+0. the AC's eviction lock (``eviction.lock_eviction``), an advisory lock of the two-key space, so
+   it can never equal a base key's lock. Only ``evict`` takes it, as its very first lock;
 1. the advisory locks of the base keys (``lock_bases``), by ascending lock id: one fixed total
    order of base keys;
 2. ``engine_entries`` rows, by the key columns (``sort_key``; ``ORDER BY ... FOR UPDATE``);
-3. ``engine_pending_deletions`` rows, by path.
+3. ``engine_pending_deletions`` rows, by path;
+4. one ``engine_requests`` row (``record_access`` with a request; ``requests``).
 
 Every writer of ``engine_entries`` rows holds the advisory locks of their base keys, except
 ``record_access``, whose access stamps are best-effort: it takes its rows ``FOR UPDATE SKIP LOCKED``
-and never waits. The sweeper takes pending rows ``SKIP LOCKED`` too. A transaction that never
-waits cannot close a cycle.
+and never waits for them. The sweeper takes pending rows ``SKIP LOCKED`` too. A transaction that
+never waits cannot close a cycle.
+
+Why the eviction lock (0) cannot close a cycle: a transaction waiting for it holds no lock yet
+(``evict`` takes it first), so nobody can be waiting for that transaction; and its holder goes
+on to take only locks of levels 1-3, in order, like any writer. Publishers never take it, so
+eviction never delays a serve beyond the base keys it evicts.
+
+Why the requests row (4) cannot close a cycle: ``record_access`` takes it after everything else
+and then commits, one row per transaction; ``prune_requests`` deletes with ``SKIP LOCKED`` and
+touches nothing else. The holder of a requests row therefore never waits for anything, so a
+``record_access`` waiting for that row (while holding the entry rows it stamped) always gets it.
 """
 
 from __future__ import annotations
@@ -27,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -135,9 +148,13 @@ def upsert_entry(
 ) -> tuple[Row[Any], str | None]:
     """Point ``key`` at a new file; return the new row and the replaced file's path (or None).
 
-    A replacement keeps the row id, access count and an existing pin, and bumps the version.
+    A whole entry has no ``slice_end`` and is never provisional; a slice key gets its own day as
+    ``slice_end``. A replacement keeps the row id, access count and an existing pin, and bumps the version.
     """
-    content = content_values(meta, parquet_path=parquet_path, row_count=row_count, byte_size=byte_size)
+    # A slice published alone covers its day (publish_slices records longer buckets).
+    content = content_values(
+        meta, parquet_path=parquet_path, row_count=row_count, byte_size=byte_size, slice_end=key.slice_day
+    )
     for _ in range(_UPSERT_ATTEMPTS):
         old = select_row(conn, key, for_update=True)
         if old is not None:
@@ -207,6 +224,8 @@ def row_to_entry(row: Row[Any], data_dir: Path) -> Entry:
         meta=meta,
         slice_column=row.slice_column,
         file_slice_count=None if row.file_slice_count is None else int(row.file_slice_count),
+        slice_end=row.slice_end,
+        provisional=bool(row.provisional),
     )
 
 
@@ -238,12 +257,20 @@ def content_values(
     byte_size: int,
     slice_column: str | None = None,
     file_slice_count: int | None = None,
+    slice_end: date | None = None,
 ) -> dict[str, Any]:
-    """The non-key columns a publish writes (a replacement overwrites every one of them)."""
+    """The non-key columns a publish writes (a replacement overwrites every one of them).
+
+    A slice ending after the cutoff it was computed under is provisional; a whole entry
+    (``slice_end`` None) never is.
+    """
+    cutoff = meta.stability_cutoff
     return {
         "parquet_path": parquet_path,
         "slice_column": slice_column,
         "file_slice_count": file_slice_count,
+        "slice_end": slice_end,
+        "provisional": slice_end is not None and cutoff is not None and slice_end > cutoff,
         "operator": meta.operator,
         "partition_invariant": meta.partition_invariant,
         "mvt": meta.mvt,

@@ -75,11 +75,17 @@ engine_entries = sa.Table(
     # reader asking for all of them can skip the filter. Both NULL for a one-key file.
     sa.Column("slice_column", sa.String(255)),
     sa.Column("file_slice_count", sa.Integer),
+    # Revision 0003: a slice's time bucket is [slice_key, slice_end] (NULL for a whole entry), and
+    # it is provisional when slice_end is after the stability cutoff it was computed under. The
+    # index serves "which provisional slices have ended by the current cutoff" (stale ones).
+    sa.Column("slice_end", sa.Date),
+    sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint(*KEY_COLUMNS, name="uq_engine_entries_key"),
     sa.Index("ix_engine_entries_dataset", "ac_name", "domain", "dataset_id"),
     sa.Index("ix_engine_entries_access", "ac_name", "last_access_at"),
     # "Does any row still reference this file?" is asked on every replacement (revision 0002).
     sa.Index("ix_engine_entries_path", "parquet_path"),
+    sa.Index("ix_engine_entries_provisional", "ac_name", "provisional", "slice_end"),
 )
 
 # Files retired by a replacement or deletion; deleted after the grace period so that a LazyFrame
@@ -99,4 +105,17 @@ engine_meta = sa.Table(
     sa.Column("ac_name", sa.String(255), primary_key=True),
     sa.Column("key", sa.String(255), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
+)
+
+# Revision 0003: requests per grain (base key) and UTC day, for promotion recommendations and the
+# eviction score. One row per grain and day keeps the table small however many serves there are.
+engine_requests = sa.Table(
+    "engine_requests",
+    metadata,
+    sa.Column("ac_name", sa.String(255), primary_key=True),
+    sa.Column("domain", sa.String(16), primary_key=True),
+    sa.Column("dataset_id", sa.String(255), primary_key=True),
+    sa.Column("anchor_signature", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("hits", sa.BigInteger, nullable=False),
 )

@@ -8,7 +8,7 @@ order, so writers that skip the base lock (``record_access``) cannot change them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -20,6 +20,9 @@ from metric_platform.engine.store import manifest
 from metric_platform.engine.store.keys import WHOLE_ENTRY, Domain, EntryKey
 from metric_platform.engine.store.records import EntryMeta, GrainSummary
 from metric_platform.engine.store.schema import engine_entries
+from metric_platform.errors import InvalidRequestError
+
+_SHOWN = 5  # slices named in a message
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class SliceRow:
     meta: EntryMeta
     row_count: int
     byte_size: int
+    slice_end: date
 
 
 def upsert_slices(
@@ -63,6 +67,7 @@ def upsert_slices(
             byte_size=item.byte_size,
             slice_column=slice_column,
             file_slice_count=len(slices),
+            slice_end=item.slice_end,
         )
         old = existing.get(item.slice_key)
         if old is not None:
@@ -85,6 +90,36 @@ def upsert_slices(
         conn.execute(sa.insert(engine_entries), inserts)
     rows = [row for row in _rows_between(conn, base, min(wanted), max(wanted)) if row.slice_key in wanted]
     return rows, replaced
+
+
+def slice_ends(where: str, days: Sequence[date], ends: Mapping[date, date] | None) -> dict[date, date]:
+    """Each slice's last day: ``ends[day]``, or the day itself without ``ends`` (one-day slices).
+
+    Raises InvalidRequestError when ``ends`` misses a slice or ends one before it starts. Days
+    in ``ends`` that are not slices are ignored, so a caller may pass the ends of a whole calendar.
+    """
+    if ends is None:
+        return {day: day for day in days}
+    if not isinstance(ends, Mapping):
+        msg = f"publish_slices of {where}: ends must be a mapping slice day -> last day of its bucket"
+        raise InvalidRequestError(msg)
+    missing = [day for day in days if day not in ends]
+    if missing:
+        shown = ", ".join(day.isoformat() for day in missing[:_SHOWN])
+        more = f" (and {len(missing) - _SHOWN} more)" if len(missing) > _SHOWN else ""
+        msg = (
+            f"publish_slices of {where}: ends has no end for slice(s) {shown}{more}; give every slice its end"
+        )
+        raise InvalidRequestError(msg)
+    for day in days:
+        end = ends[day]
+        if not isinstance(end, date) or isinstance(end, datetime) or end < day:
+            msg = (
+                f"publish_slices of {where}: the end of slice {day.isoformat()} is {end!r}; "
+                "pass the bucket's last day, a datetime.date on or after the slice day"
+            )
+            raise InvalidRequestError(msg)
+    return {day: ends[day] for day in days}
 
 
 def select_slices(conn: Connection, base: EntryKey, start: date | None, end: date | None) -> list[Row[Any]]:
@@ -145,4 +180,24 @@ def _rows_between(
     if for_update:
         # Locked in slice-key order (PostgreSQL locks the sorted rows), as ``manifest`` prescribes.
         query = query.with_for_update()
+    return list(conn.execute(query).all())
+
+
+def select_provisional(
+    conn: Connection, ac_name: str, *, ended_by: date | None, domain: Domain | None
+) -> list[Row[Any]]:
+    """The AC's provisional slice rows (ending by ``ended_by`` when given: the stale ones).
+
+    The filter on (ac_name, provisional, slice_end) is a range of ``ix_engine_entries_provisional``.
+    """
+    c = engine_entries.c
+    # "= true", not "IS true": PostgreSQL uses an index only for the former.
+    query = sa.select(engine_entries).where(c.ac_name == ac_name, c.provisional == sa.true())
+    # Without ended_by, a range that every provisional row is in still constrains the index's
+    # third column: SQLite, having no statistics, otherwise prefers the unique key's index for the
+    # ORDER BY and reads every row of the AC.
+    query = query.where(c.slice_end <= (ended_by or date.max))
+    if domain is not None:
+        query = query.where(c.domain == domain.value)
+    query = query.order_by(c.domain, c.dataset_id, c.anchor_signature, c.slice_key)
     return list(conn.execute(query).all())

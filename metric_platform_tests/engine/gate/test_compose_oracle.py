@@ -50,4 +50,5 @@ def test_every_compose_query_matches_duckdb(
             except AssertionError as exc:
                 failures.append(str(exc))
     assert not failures, "\n".join(failures)
-    assert kinds == set(PathKind), f"the queries were served only by {sorted(kinds)}"
+    # EMPTY needs `provisional: exclude`, which the retail AC does not set (test_stability_window).
+    assert kinds == set(PathKind) - {PathKind.EMPTY}, f"the queries were served only by {sorted(kinds)}"

@@ -1,4 +1,4 @@
-"""Manifest migrations: up/down/up on both dialects, agreement with schema.py, concurrency, packaging."""
+"""Manifest migrations: up/down/up on both dialects, agreement with schema.py, backfills, concurrency."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import multiprocessing
 import tomllib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,11 @@ from metric_platform.engine.store.migrations_runner import (
     migrate,
     upgrade,
 )
-from metric_platform.engine.store.schema import metadata
+from metric_platform.engine.store.schema import engine_entries, metadata
 from metric_platform.errors import StorageError
 from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_base, slice_frame
 
-ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta"}
+ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta", "engine_requests"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -143,6 +144,80 @@ def test_0001_to_0002_keeps_entries_and_downgrade_forgets_only_shared_slices(
         migrate(engine)
         assert current_revision(engine) == head_revision() and _schema_diff(engine) == []
         assert _count_entries(engine) == 2
+    finally:
+        engine.dispose()
+
+
+# (dataset, slice key, stability cutoff) of rows written at 0002, and the (slice_end, provisional)
+# that 0003 must backfill: a slice's end is its day (for a coarse bucket, an approximation).
+_CUTOFF = date(2026, 1, 5)
+_AT_0002 = [
+    ("whole", "", _CUTOFF, None, False),
+    ("sliced", "2026-01-03", _CUTOFF, date(2026, 1, 3), False),
+    ("sliced", "2026-01-05", _CUTOFF, date(2026, 1, 5), False),  # on the cutoff: stable
+    ("sliced", "2026-01-10", _CUTOFF, date(2026, 1, 10), True),
+    ("unstable", "2026-01-10", None, date(2026, 1, 10), False),  # no stability block
+]
+
+
+def _insert_rows_as_0002_wrote_them(engine: sa.Engine, ac: str) -> None:
+    now = datetime(2026, 1, 20, tzinfo=UTC)
+    values = [
+        {
+            "ac_name": ac,
+            "domain": "METRIC",
+            "dataset_id": dataset,
+            "anchor_signature": "region",
+            "slice_key": slice_key,
+            "version": 1,
+            "parquet_path": f"{ac}/{dataset}/{slice_key or '_all'}.parquet",
+            "family_fingerprint": "fp-1",
+            "source_schemas": "[]",
+            "row_count": 1,
+            "byte_size": 10,
+            "materialized_at": now,
+            "stability_cutoff": cutoff,
+            "last_access_at": now,
+        }
+        for dataset, slice_key, cutoff, _, _ in _AT_0002
+    ]
+    with write_transaction(engine) as conn:
+        conn.execute(sa.insert(engine_entries), values)  # only the columns 0002 has
+
+
+def test_0002_to_0003_backfills_slice_ends_and_provisional_flags(fresh_url: str, tmp_path: Path) -> None:
+    engine = create_db_engine(fresh_url)
+    ac = f"m{uuid.uuid4().hex[:8]}"
+    expected = [(dataset, key_, end, flag) for dataset, key_, _, end, flag in _AT_0002]
+    try:
+        upgrade(engine, "0002")
+        assert {"slice_end", "provisional"}.isdisjoint(_entry_columns(engine))
+        _insert_rows_as_0002_wrote_them(engine, ac)
+
+        upgrade(engine, "0003")
+        assert current_revision(engine) == "0003"
+        with EntryStore(fresh_url, tmp_path / "data") as store:
+            got = [
+                (e.key.dataset_id, e.key.slice_key, e.slice_end, e.provisional)
+                for e in store.list_entries(ac)
+            ]
+            assert sorted(got, key=str) == sorted(expected, key=str)
+            stale = store.list_provisional(ac, ended_by=date(2026, 1, 10))
+            assert [(e.key.dataset_id, e.key.slice_key) for e in stale] == [("sliced", "2026-01-10")]
+            store.record_access([], request=stale[0].key.base)
+
+        downgrade(engine, "0002")
+        assert {"slice_end", "provisional"}.isdisjoint(_entry_columns(engine))
+        assert "engine_requests" not in _tables(engine) and _count_entries(engine) == len(_AT_0002)
+
+        migrate(engine)
+        assert current_revision(engine) == head_revision() and _schema_diff(engine) == []
+        with EntryStore(fresh_url, tmp_path / "data") as store:
+            got = [
+                (e.key.dataset_id, e.key.slice_key, e.slice_end, e.provisional)
+                for e in store.list_entries(ac)
+            ]
+            assert sorted(got, key=str) == sorted(expected, key=str), "backfilled again"
     finally:
         engine.dispose()
 

@@ -1,0 +1,209 @@
+"""The stability window under a fake clock (seed 003 §11; issue 4 "must show"): rolling the cutoff
+forward makes exactly the right slices stale, refresh reports and recomputes them, and serving
+afterwards recomputes those and nothing else (backend calls counted)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from metric_platform.backends.protocol import DateWindow
+from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.lifecycle.types import StaleSlices
+from metric_platform.engine.serving.types import PathKind
+from metric_platform.semantics.loader import load_ac
+from metric_platform.semantics.spec import AnalyticalContext
+from metric_platform.settings import Settings
+from metric_platform_tests.engine.conftest import (
+    SAMPLE_WINDOW,
+    CountingBackend,
+    direct_metric,
+    sorted_frame,
+    write_ac_variant,
+)
+
+STORE_DAY = ("store", "day")
+NOVEMBER = DateWindow(date(2026, 11, 1), date(2026, 11, 30))
+
+
+class Clock:
+    """The engine's settable "today"."""
+
+    def __init__(self, today: date) -> None:
+        self.today = today
+
+    def __call__(self) -> date:
+        return self.today
+
+    def advance(self, days: int) -> None:
+        self.today += timedelta(days=days)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(date(2026, 11, 21))  # hold_off_days 3: cutoff 2026-11-18
+
+
+@pytest.fixture
+def eng(ac: AnalyticalContext, settings: Settings, clock: Clock) -> Iterator[MetricEngine]:
+    with MetricEngine.open(ac, settings, today=clock) as engine:
+        yield engine
+
+
+def ranges(backend: CountingBackend) -> list[DateWindow | None]:
+    return [request.window for request in backend.aggregates]
+
+
+def check(
+    served_frame: pl.LazyFrame,
+    *,
+    backend: CountingBackend,
+    ac: AnalyticalContext,
+    family: str,
+    grain: tuple[str, ...],
+    window: DateWindow,
+) -> None:
+    expected = direct_metric(backend.inner, ac, family, grain, window=window)
+    assert_frame_equal(sorted_frame(served_frame.collect(), grain), sorted_frame(expected, grain))
+
+
+def test_rolling_the_cutoff_makes_exactly_the_crossed_days_stale(
+    eng: MetricEngine, backend: CountingBackend, clock: Clock, ac: AnalyticalContext
+) -> None:
+    first = eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+    assert eng.stability_cutoff() == date(2026, 11, 18)
+    assert first.provenance.provisional_buckets == (date(2026, 11, 19), date(2026, 11, 20))
+    assert eng.stale() == []
+
+    clock.advance(1)  # cutoff 11-19: the 11-19 slice was computed provisional and is now stale
+    assert eng.stale() == [StaleSlices("revenue", STORE_DAY, (date(2026, 11, 19),), pinned=False)]
+    dry = eng.refresh(backend=backend, dry_run=True)
+    assert dry.groups == tuple(eng.stale()) and dry.recomputed == 0
+    assert len(eng.stale()) == 1, "a dry run changes nothing"
+
+    backend.aggregates.clear()
+    again = eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+    assert ranges(backend) == [DateWindow.day(date(2026, 11, 19))], "only the stale day is recomputed"
+    check(again.frame, backend=backend, ac=ac, family="revenue", grain=STORE_DAY, window=SAMPLE_WINDOW)
+    assert again.provenance.provisional_buckets == (date(2026, 11, 20),)
+    assert eng.stale() == []
+
+    backend.aggregates.clear()
+    hit = eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+    assert hit.provenance.path.kind is PathKind.EXACT and backend.aggregates == []
+    assert hit.provenance.provisional, "a provisional slice is served, flagged"
+
+    clock.advance(2)  # cutoff 11-21: 11-20 crosses; 11-19 was recomputed under 11-19, stable now
+    assert eng.stale() == [StaleSlices("revenue", STORE_DAY, (date(2026, 11, 20),), pinned=False)]
+    backend.aggregates.clear()
+    report = eng.refresh(backend=backend)
+    assert (report.recomputed, report.backend_calls) == (1, 1)
+    assert ranges(backend) == [DateWindow.day(date(2026, 11, 20))]
+    assert eng.stale() == []
+    backend.aggregates.clear()
+    final = eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+    assert final.provenance.path.kind is PathKind.EXACT and backend.aggregates == []
+    assert not final.provenance.provisional
+    check(final.frame, backend=backend, ac=ac, family="revenue", grain=STORE_DAY, window=SAMPLE_WINDOW)
+
+
+def test_a_refresh_or_materialization_recomputes_provisional_slices_never_stable_ones(
+    eng: MetricEngine, backend: CountingBackend
+) -> None:
+    window = DateWindow(date(2026, 11, 17), date(2026, 11, 20))  # 17, 18 stable; 19, 20 provisional
+    eng.serve_metric("revenue", STORE_DAY, backend=backend, window=window, pin=True)
+    for _ in range(2):
+        backend.aggregates.clear()
+        served = eng.serve_metric(
+            "revenue", STORE_DAY, backend=backend, window=window, pin=True, refresh=True
+        )
+        assert ranges(backend) == [DateWindow(date(2026, 11, 19), date(2026, 11, 20))]
+        assert served.provenance.path.kind is PathKind.BACKEND
+    stable = DateWindow(date(2026, 11, 17), date(2026, 11, 18))
+    backend.aggregates.clear()
+    served = eng.serve_metric("revenue", STORE_DAY, backend=backend, window=stable, pin=True, refresh=True)
+    assert served.provenance.path.kind is PathKind.EXACT and backend.aggregates == []
+    assert eng.refresh(backend=backend, dry_run=True, provisional=True).groups == (
+        StaleSlices("revenue", STORE_DAY, (date(2026, 11, 19), date(2026, 11, 20)), pinned=True),
+    )
+
+
+def test_a_stale_cache_hint_month_is_refreshed_by_rollup_from_the_refreshed_days(
+    eng: MetricEngine, backend: CountingBackend, clock: Clock, ac: AnalyticalContext
+) -> None:
+    grain = ("region", "month")  # a cache_hint grain of revenue
+    served = eng.serve_metric("revenue", grain, backend=backend, window=NOVEMBER)
+    assert served.provenance.memoized and served.provenance.provisional_buckets == (date(2026, 11, 1),)
+    clock.today = date(2026, 12, 4)  # cutoff 12-01: November and its days 19..30 crossed it
+    stale = {(group.anchor, group.days) for group in eng.stale()}
+    days = tuple(date(2026, 11, d) for d in range(19, 31))
+    assert stale == {(STORE_DAY, days), (grain, (date(2026, 11, 1),))}
+    backend.aggregates.clear()
+    report = eng.refresh(backend=backend)
+    assert report.recomputed == len(days) + 1
+    assert ranges(backend) == [DateWindow(date(2026, 11, 19), date(2026, 11, 30))], (
+        "one backend call for the days; the month rolls up from them"
+    )
+    assert eng.stale() == []
+    backend.aggregates.clear()
+    after = eng.serve_metric("revenue", grain, backend=backend, window=NOVEMBER)
+    assert after.provenance.path.kind is PathKind.EXACT and backend.aggregates == []
+    check(after.frame, backend=backend, ac=ac, family="revenue", grain=grain, window=NOVEMBER)
+
+
+def test_provisional_exclude_serves_only_stable_days(
+    tmp_path: Path, sample_dir: Path, settings: Settings, clock: Clock, backend: CountingBackend
+) -> None:
+    path = write_ac_variant(tmp_path / "ac", {"hold_off_days: 3": "hold_off_days: 3\n  provisional: exclude"})
+    strict = load_ac(path, source_path=sample_dir)
+    with MetricEngine.open(strict, settings, today=clock) as engine:
+        served = engine.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+        frame = served.frame.collect()
+        assert frame["day"].max() == date(2026, 11, 18)
+        assert served.provenance.excluded_after == date(2026, 11, 18)
+        assert not served.provenance.provisional
+        stable = DateWindow(SAMPLE_WINDOW.start, date(2026, 11, 18))
+        check(served.frame, backend=backend, ac=strict, family="revenue", grain=STORE_DAY, window=stable)
+        backend.aggregates.clear()
+        empty = engine.serve_metric(
+            "revenue", STORE_DAY, backend=backend, window=DateWindow(date(2026, 11, 19), date(2026, 11, 20))
+        )
+        assert empty.provenance.path.kind is PathKind.EMPTY and backend.aggregates == []
+        assert empty.frame.collect().is_empty()
+        assert empty.frame.collect_schema().names() == ["store", "day", "revenue"]
+
+
+def test_late_updates_find_days_updated_after_they_were_stable_and_refresh_recomputes_them(
+    eng: MetricEngine,
+    backend: CountingBackend,
+    clock: Clock,
+    sample_frames: dict[str, pl.DataFrame],
+) -> None:
+    clock.today = date(2026, 11, 25)  # cutoff 11-22; the sample's rows are updated up to 5 days late
+    rows = sample_frames["transactions"].filter(pl.col("tenant_id") == "acme")
+    late_rows = rows.filter(
+        (pl.col("updated_at").cast(pl.Date) - pl.col("event_date")).dt.total_days() > 3,
+        pl.col("event_date") <= date(2026, 11, 22),
+    )
+    expected = late_rows.group_by("event_date").len().sort("event_date")
+    assert expected.height > 0, "the sample must hold late updates for this test to test anything"
+    found = eng.late_updates(backend=backend)
+    assert [(d.day, d.rows) for d in found] == list(expected.iter_rows())
+
+    eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+    dry = eng.refresh(backend=backend, dry_run=True, late_updates=True)
+    assert [g.days for g in dry.late_groups] == [tuple(expected["event_date"])]
+    backend.aggregates.clear()
+    report = eng.refresh(backend=backend, late_updates=True)
+    assert report.recomputed == expected.height
+    recomputed = {day for window in ranges(backend) if window for day in _days(window)}
+    assert recomputed == set(expected["event_date"]), "exactly the late days are recomputed"
+
+
+def _days(window: DateWindow) -> list[date]:
+    return [window.start + timedelta(days=i) for i in range(window.days)]
