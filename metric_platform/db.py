@@ -150,11 +150,29 @@ def _on_sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
         # busy_timeout first, so the journal-mode switch waits instead of failing when several
         # processes open a fresh file at once.
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _ensure_wal(cursor)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
+
+
+def _ensure_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. The switch needs an exclusive lock, and SQLite may answer
+    "database is locked" at once instead of calling the busy handler (seen when another process
+    was migrating a fresh file): a file already in WAL is left alone (reading the mode takes no
+    such lock), and the switch itself is retried until the busy timeout."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _on_sqlite_connect_read_only(dbapi_conn: Any, _record: Any) -> None:
