@@ -180,7 +180,7 @@ def run_refresh(args: argparse.Namespace) -> int:
         return 0
     print(_cutoff_line(engine.ac.name, today, report.cutoff, hold_off))
     if args.late_updates:
-        _print_late(report)
+        _print_late(report, hold_off)
     what = "provisional" if args.provisional else "stale"
     total = sum(len(g.days) for g in report.groups)
     if not report.groups:
@@ -197,14 +197,23 @@ def run_refresh(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_late(report: RefreshReport) -> None:
-    if not report.late_days:
+def _print_late(report: RefreshReport, hold_off: int | None) -> None:
+    late = report.late_days
+    if not late:
         print("late updates: none (every stable day kept its promise)")
         return
-    days = ", ".join(
-        f"{d.day} ({d.rows} rows, last {d.last_update:%Y-%m-%d %H:%M})" for d in report.late_days
+    delay = max((d.last_update.date() - d.day).days for d in late)
+    rows = sum(d.rows for d in late)
+    print(
+        f"late updates: {len(late)} day(s) had {rows} row(s) updated after they were stable "
+        f"({day_ranges(tuple(d.day for d in late))}); the longest delay was {delay} days"
+        + (
+            f" against a hold-off of {hold_off}: consider hold_off_days: {delay}"
+            if hold_off and delay > hold_off
+            else ""
+        )
+        + " (--format json lists every day)"
     )
-    print(f"late updates: {len(report.late_days)} day(s) updated after they were stable: {days}")
     if report.late_groups:
         verb = "would recompute" if report.dry_run else "recomputed"
         print(f"{verb} the memoized slices holding them:")
