@@ -204,12 +204,13 @@ def _print_late(report: RefreshReport, hold_off: int | None) -> None:
         return
     delay = max((d.last_update.date() - d.day).days for d in late)
     rows = sum(d.rows for d in late)
+    # A day is stable from day + hold_off on: a hold-off one day longer than the delay covers it.
     print(
         f"late updates: {len(late)} day(s) had {rows} row(s) updated after they were stable "
         f"({day_ranges(tuple(d.day for d in late))}); the longest delay was {delay} days"
         + (
-            f" against a hold-off of {hold_off}: consider hold_off_days: {delay}"
-            if hold_off and delay > hold_off
+            f" against a hold-off of {hold_off}: consider hold_off_days: {delay + 1}"
+            if hold_off is not None and delay >= hold_off
             else ""
         )
         + " (--format json lists every day)"

@@ -286,5 +286,5 @@ def test_refresh_late_updates_reports_days_updated_after_they_were_stable(
     code, out, _ = run(capsys, *argv)
     assert code == 0
     assert f"late updates: {len(late)} day(s) had " in out
-    assert "the longest delay was 5 days against a hold-off of 3: consider hold_off_days: 5" in out
+    assert "the longest delay was 5 days against a hold-off of 3: consider hold_off_days: 6" in out
     assert "recomputed the memoized slices holding them:" in out

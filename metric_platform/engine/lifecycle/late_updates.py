@@ -29,11 +29,15 @@ class LateDay:
 def late_days(
     frame: pl.LazyFrame, *, day: str, updated: str, hold_off_days: int, until: dt.date
 ) -> list[LateDay]:
-    """Pure: the days up to ``until`` with rows updated later than day + ``hold_off_days``."""
+    """Pure: the days up to ``until`` with rows updated on or after day + ``hold_off_days``: the
+    day is stable from that calendar day on (``today - hold_off_days >= day``), so a serve that
+    day may already have memoized it as final. A date-typed update column counts as midnight."""
     late = (
-        frame.select(pl.col(day).cast(pl.Date).alias("day"), pl.col(updated).alias("updated"))
+        frame.select(
+            pl.col(day).cast(pl.Date).alias("day"), pl.col(updated).cast(pl.Datetime("us")).alias("updated")
+        )
         .filter(pl.col("day") <= until)
-        .filter(pl.col("updated").cast(pl.Date) > pl.col("day") + pl.duration(days=hold_off_days))
+        .filter(pl.col("updated").cast(pl.Date) >= pl.col("day") + pl.duration(days=hold_off_days))
         .group_by("day")
         .agg(pl.len().alias("rows"), pl.col("updated").max().alias("last"))
         .sort("day")

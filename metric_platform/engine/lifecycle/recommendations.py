@@ -21,6 +21,7 @@ from metric_platform.engine.store.records import GrainRequests
 from metric_platform.semantics.operators import result_type
 from metric_platform.semantics.spec import AnalyticalContext, Grain, MetricFamily
 from metric_platform.semantics.types import ColumnType, TimeGrain
+from metric_platform.semantics.validate_families import derive_base_grain
 
 _COARSER = {
     TimeGrain.DAY: TimeGrain.MONTH,
@@ -60,14 +61,21 @@ def _promotion(
         f"requested {hot.hits} times on {hot.active_days} day(s) within {limits.promotion_window_days} days "
         f"(thresholds: {limits.promotion_min_hits} hits, {limits.promotion_min_days} days)"
     )
-    if grain in family.cache_grains:
+    missing = not_determined(ac, family, grain)
+    if grain in family.cache_grains or missing:
         name = schema_name(family, grain)
+        why = (
+            "is a cache_hint grain"
+            if not missing
+            else f"cannot be a cache_hint grain (the base grain ({', '.join(family.base_grain)}) does not "
+            f"determine {', '.join(missing)}) and"
+        )
         return Recommendation(
             "declared_schema",
             family.name,
             grain,
             hot.hits,
-            f"{family.name} at ({', '.join(grain)}) is a cache_hint grain {sustained}; promote it to a "
+            f"{family.name} at ({', '.join(grain)}) {why} {sustained}; promote it to a "
             f"declared schema: build the pre-aggregate table {name!r} and bind its dimensions to it",
             schema_stanza(ac, family, grain),
         )
@@ -85,10 +93,12 @@ def _coarser(
     ac: AnalyticalContext, family: MetricFamily, grain: Grain, record: Mapping[str, Any]
 ) -> Recommendation:
     coarser = coarser_grain(ac, grain)
+    if coarser and not_determined(ac, family, coarser):
+        coarser = ()  # not a valid cache_hint grain of this family: nothing to paste
     suggestion = (
         f"a coarser grain such as ({', '.join(coarser)}) would be cacheable"
         if coarser
-        else "no coarser grain"
+        else "no coarser cache_hint grain of this family"
     )
     return Recommendation(
         "coarser_grain",
@@ -100,6 +110,17 @@ def _coarser(
         f"{suggestion}",
         cache_hint_stanza(family, coarser) if coarser else "",
     )
+
+
+def not_determined(ac: AnalyticalContext, family: MetricFamily, grain: Grain) -> tuple[str, ...]:
+    """The dimensions of ``grain`` the family's base grain does not determine, so that the AC
+    validator would reject it as a cache_hint grain. A base grain derived from the cache hints
+    (none declared: it equals the derivation) is derived again with the new grain, so it always
+    determines it."""
+    day = ac.day_dimension
+    if day is not None and derive_base_grain(family.cache_grains, day, ac) == family.base_grain:
+        return ()
+    return ac.fd_dag.unreachable(family.base_grain, grain)
 
 
 def coarser_grain(ac: AnalyticalContext, grain: Grain) -> Grain:

@@ -77,10 +77,8 @@ class Lifecycle:
         """The (family, grain, bucket) slices whose bucket crossed the cutoff after they were
         computed; read-only. Slices of a family no longer defined this way are not listed (no
         request will read them; eviction takes them)."""
-        current = self._cutoff()
-        if current is None:
-            return []
-        return self._group(self.store.list_provisional(self.ac.name, ended_by=current))
+        # Without a stability block every bucket is final: every provisional slice is stale.
+        return self._group(self.store.list_provisional(self.ac.name, ended_by=self._cutoff()))
 
     def provisional(self) -> list[StaleSlices]:
         """Every slice computed inside its hold-off window (stale ones included)."""
@@ -198,11 +196,8 @@ class Lifecycle:
     def _invalidate_leftovers(self, groups: Sequence[StaleSlices]) -> None:
         """A stale slice the recompute did not replace (its grain is no longer a cache_hint grain,
         so the policy no longer memoizes it) is removed: invalidate-only (seed 003 §11.2)."""
-        current = self._cutoff()
-        if current is None:
-            return
         wanted = {(g.family, g.anchor) for g in groups}
-        for entry in self.store.list_provisional(self.ac.name, ended_by=current):
+        for entry in self.store.list_provisional(self.ac.name, ended_by=self._cutoff()):
             if (entry.key.dataset_id, entry.key.anchor) in wanted and not entry.pinned:
                 self.store.delete(entry.key)
 

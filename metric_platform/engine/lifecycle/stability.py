@@ -41,14 +41,17 @@ def is_final(bucket_end: dt.date, current: dt.date | None) -> bool:
 
 
 def slice_state(bucket_end: dt.date, recorded: dt.date | None, current: dt.date | None) -> SliceState:
-    """The state of a slice of the bucket ending ``bucket_end``, computed under cutoff ``recorded``.
+    """The state of a slice of the bucket ending ``bucket_end``, computed under cutoff ``recorded``,
+    now that the cutoff is ``current`` (None: the AC holds nothing back, every bucket is final).
 
     A slice recorded without a cutoff was computed while the AC had no hold-off; it stays stable
-    (adding a stability block to an AC does not invalidate what was computed before).
+    (adding a stability block to an AC does not invalidate what was computed before). A slice
+    computed provisional under an AC whose stability block was since removed is stale: its bucket
+    is final now and the slice may miss rows.
     """
     if recorded is None or bucket_end <= recorded:
         return SliceState.STABLE
-    if current is not None and bucket_end <= current:
+    if is_final(bucket_end, current):
         return SliceState.STALE
     return SliceState.PROVISIONAL
 

@@ -28,12 +28,12 @@ from metric_platform.backends.identity import source_fingerprint
 from metric_platform.backends.normalize import NONNULL_COLUMN, ROWS_COLUMN, result_schema
 from metric_platform.backends.protocol import AggregateRequest, DataAPIBackend, DateWindow
 from metric_platform.engine.lifecycle import stability
-from metric_platform.engine.serving.buckets import Bucket, bucket_end, buckets, hull, partition_window
+from metric_platform.engine.serving.buckets import bucket_end, buckets, hull, partition_window
 from metric_platform.engine.serving.chooser import Option, SliceChooser
 from metric_platform.engine.serving.dimension_maps import DimensionMaps
 from metric_platform.engine.serving.entry_meta import verification_level
 from metric_platform.engine.serving.grains import GrainPlanner
-from metric_platform.engine.serving.memo import Memoizer
+from metric_platform.engine.serving.memo import Memo, Memoizer
 from metric_platform.engine.serving.rollup import Derivation, map_edges, plan_rollup, rollup
 from metric_platform.engine.serving.types import (
     FDStep,
@@ -116,7 +116,7 @@ class MetricServer:
                 family, target, window, source, thorough=explain, stable_only=refresh
             )
         if option is not None and option.derivations is None:
-            served = self._exact(family, target, window, option, backend)
+            served = self._exact(family, target, window, option, backend, pin=pin)
         elif option is not None:
             served = self._rollup(
                 family, target, window, option, backend, source=source, pin=pin, refresh=refresh
@@ -197,8 +197,12 @@ class MetricServer:
         window: DateWindow,
         option: Option,
         backend: DataAPIBackend,
+        *,
+        pin: bool,
     ) -> Served:
         self.store.record_access(option.slices, request=self.request_key(family, target))
+        if pin:  # a partition materialized from memory: its slices must now outlive eviction
+            self.store.pin_entries(option.slices)
         frame = self.store.scan_slices(option.slices).drop(_COUNTS)
         path = ServingPath(
             PathKind.EXACT,
@@ -242,7 +246,7 @@ class MetricServer:
         target_grain = self.grains.time_grain(target)
         if (pin or target in family.cache_grains) and target_grain is not None:
             full = self.memo.to_keep(family, target, target_grain, window, source, pin=pin, refresh=refresh)
-            memoized = self.memo.memoize(family, target, rolled, full, source, pin=pin)
+            memoized = self.memo.memoize(family, target, rolled, full, source, pin=pin) is Memo.KEPT
         path = ServingPath(
             PathKind.ROLLUP,
             family.name,
@@ -274,26 +278,13 @@ class MetricServer:
         fetch = self.grains.fetch_grain(family, target)
         tg = self.grains.time_grain(fetch)
         if tg is None:  # a non-rollable operator at a grain without time: one call, not memoized
-            request = AggregateRequest(family, fetch, window=window, mvt=treatment)
-            frame = backend.aggregate(request).collect(engine=_polars_engine(family)).lazy()
-            self.store.record_access((), request=self.request_key(family, target))
-            path = ServingPath(
-                PathKind.BACKEND,
-                family.name,
-                family.operator,
-                target,
-                fetch,
-                (),
-                window,
-                backend_ranges=(window,),
-            )
-            return Served(frame, self._provenance(family, path, backend, (), ()))
+            return self._unsliced(family, target, window, treatment, backend)
         at_target = (
             {}
             if (recompute or not memoize)
-            else self._memoized_at_target(family, target, fetch, window, source, stable_only=refresh)
+            else self.memo.memoized_at_target(family, target, fetch, window, source, stable_only=refresh)
         )
-        needed = self._outside(buckets(tg, window), target, at_target)
+        needed = self.memo.outside(buckets(tg, window), target, at_target)
         have = (
             {}
             if (recompute or not memoize)
@@ -304,6 +295,7 @@ class MetricServer:
         fresh: pl.DataFrame | None = None
         ranges: tuple[DateWindow, ...] = ()
         memoized = False
+        native_over_cap = False
         if missing:
             span = hull(missing, window)
             ranges = (span,)
@@ -315,7 +307,9 @@ class MetricServer:
             if memoize:
                 full = [b for b in missing if b.full]
                 # Only the target is pinned (it backs the Dagster partition), not its finer source.
-                memoized = self.memo.memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)
+                outcome = self.memo.memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)
+                memoized = outcome is Memo.KEPT
+                native_over_cap = outcome is Memo.OVER_CAP
         # The dimension maps first: rebuilding one reads the source, and the kept files are opened
         # only after that, right before they are read (as in _rollup).
         derivations = plan_rollup(self.ac, fetch, target) if fetch != target else None
@@ -324,6 +318,8 @@ class MetricServer:
         )
         parts: list[pl.LazyFrame] = []
         self.store.record_access([*kept, *used], request=self.request_key(family, target))
+        if pin:  # what backs the partition must outlive eviction, memoized earlier or not
+            self.store.pin_entries([*(kept if fetch == target else ()), *at_target.values()])
         if kept:
             parts.append(self.store.scan_slices(kept))
         if fresh is not None:
@@ -346,19 +342,22 @@ class MetricServer:
                 memo = self.store.scan_slices(list(at_target.values())).select(rolled.columns)
                 frame = pl.concat([frame, memo], how="vertical")
             steps = _steps(derivations) or (FDStep(self.grains.time_dims(fetch)[0][0], "(all)", "aggregate"),)
-            target_grain = self.grains.time_grain(target)
-            if memoize and (pin or target in family.cache_grains) and target_grain is not None:
-                full = self.memo.to_keep(
+            # The target is kept when declared hot or pinned, and also when the native fetch was
+            # over the entry cap: the result asked for is far smaller than its native rows (seed
+            # §15.7 caps results, and this one is cacheable), so the next request hits it exactly.
+            if memoize and (pin or target in family.cache_grains or native_over_cap):
+                kept_target = self.memo.keep_target(
                     family,
                     target,
-                    target_grain,
                     window,
-                    source,
+                    rolled,
+                    at_target,
+                    source=source,
                     pin=pin,
                     recompute=recompute,
                     refresh=refresh,
                 )
-                memoized = self.memo.memoize(family, target, rolled, full, source, pin=pin) or memoized
+                memoized = kept_target or memoized
         path = ServingPath(
             PathKind.BACKEND,
             family.name,
@@ -381,32 +380,28 @@ class MetricServer:
         )
         return Served(frame.drop(_COUNTS), provenance)
 
-    def _memoized_at_target(
+    def _unsliced(
         self,
         family: MetricFamily,
         target: Grain,
-        fetch: Grain,
         window: DateWindow,
-        source: str,
-        *,
-        stable_only: bool,
-    ) -> dict[dt.date, Entry]:
-        """The whole target buckets memoized at the target grain itself (a cache_hint grain whose
-        native slices were evicted or over the cap): read, not fetched again at the native grain."""
-        target_grain = self.grains.time_grain(target)
-        if fetch == target or target_grain is None:
-            return {}
-        have = self.chooser.valid_slices(family, target, window, source, stable_only=stable_only)
-        return {b.start: have[b.start] for b in buckets(target_grain, window) if b.full and b.start in have}
-
-    def _outside(
-        self, native: tuple[Bucket, ...], target: Grain, at_target: dict[dt.date, Entry]
-    ) -> tuple[Bucket, ...]:
-        """The native buckets not inside one of the target buckets ``at_target``."""
-        target_grain = self.grains.time_grain(target)
-        if not at_target or target_grain is None:
-            return native
-        return tuple(b for b in native if target_grain.bucket_start(b.start) not in at_target)
+        treatment: MissingValueTreatment,
+        backend: DataAPIBackend,
+    ) -> Served:
+        request = AggregateRequest(family, target, window=window, mvt=treatment)
+        frame = backend.aggregate(request).collect(engine=_polars_engine(family)).lazy()
+        self.store.record_access((), request=self.request_key(family, target))
+        path = ServingPath(
+            PathKind.BACKEND,
+            family.name,
+            family.operator,
+            target,
+            target,
+            (),
+            window,
+            backend_ranges=(window,),
+        )
+        return Served(frame, self._provenance(family, path, backend, (), ()))
 
     # -- provenance ------------------------------------------------------------------------------
     def _nothing_stable(

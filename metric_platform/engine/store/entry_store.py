@@ -424,6 +424,31 @@ class EntryStore(LifecycleQueries):
             manifest.retire_unreferenced(conn, owners, self._now() + self._grace)
         return True
 
+    def pin_entries(self, entries: Sequence[Entry]) -> int:
+        """Pin those of ``entries`` not pinned yet, in one transaction; returns how many rows changed.
+
+        For slices served from memory to a partition materialization: they now back it and must
+        outlive eviction. Pins are per key, so a row replaced since it was read is pinned too (its
+        replacement keeps the pin anyway); a row deleted since is simply not there.
+        """
+        todo = [entry for entry in entries if not entry.pinned]
+        if not todo:
+            return 0
+        c = engine_entries.c
+        changed = 0
+        with write_transaction(self._engine) as conn:
+            bases = {entry.key.base for entry in todo}
+            manifest.lock_bases(conn, bases)  # every writer of a row holds its base lock (``manifest``)
+            for base in sorted(bases, key=manifest.sort_key):
+                ids = [entry.entry_id for entry in todo if entry.key.base == base]
+                statement = (
+                    sa.update(engine_entries)
+                    .where(manifest.base_condition(base), c.id.in_(manifest.id_list(ids)))
+                    .values(pinned=True)
+                )
+                changed += conn.execute(statement).rowcount
+        return changed
+
     def set_pinned(self, key: EntryKey, pinned: bool) -> None:
         statement = sa.update(engine_entries).where(manifest.key_condition(key)).values(pinned=pinned)
         with write_transaction(self._engine) as conn:

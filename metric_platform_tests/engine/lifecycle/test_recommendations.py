@@ -109,3 +109,17 @@ def test_coarser_grain_steps_time_first_then_drops_a_dimension(
     retail: AnalyticalContext, grain: tuple[str, ...], coarser: tuple[str, ...]
 ) -> None:
     assert coarser_grain(retail, grain) == coarser
+
+
+def test_a_hot_grain_the_base_grain_cannot_reach_is_recommended_as_a_declared_schema(
+    retail: AnalyticalContext, tmp_path: Path
+) -> None:
+    # spend's base grain is (campaign, day): it determines no store, so (store, month) cannot be
+    # one of its cache_hint grains (the validator would reject the stanza).
+    (rec,) = recommend(retail, [hits("spend", ("store", "month"), 150, 5)], [], LIMITS)
+    assert rec.kind == "declared_schema"
+    assert "does not determine store" in rec.reason
+    SchemaModel.model_validate(yaml.safe_load(rec.stanza)["schemas"][0])
+    (ok,) = recommend(retail, [hits("spend", ("channel", "month"), 150, 5)], [], LIMITS)
+    assert ok.kind == "cache_hint"
+    assert ("channel", "month") in paste_cache_hint(tmp_path, "spend", ok.stanza).family("spend").cache_grains

@@ -5,7 +5,7 @@ afterwards recomputes those and nothing else (backend calls counted)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,6 +14,7 @@ from polars.testing import assert_frame_equal
 
 from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.lifecycle.late_updates import late_days
 from metric_platform.engine.lifecycle.types import StaleSlices
 from metric_platform.engine.serving.types import PathKind
 from metric_platform.semantics.loader import load_ac
@@ -187,7 +188,8 @@ def test_late_updates_find_days_updated_after_they_were_stable_and_refresh_recom
     clock.today = date(2026, 11, 25)  # cutoff 11-22; the sample's rows are updated up to 5 days late
     rows = sample_frames["transactions"].filter(pl.col("tenant_id") == "acme")
     late_rows = rows.filter(
-        (pl.col("updated_at").cast(pl.Date) - pl.col("event_date")).dt.total_days() > 3,
+        # Day d is stable from d + 3 on (cutoff = today - 3): an update that day is already late.
+        (pl.col("updated_at").cast(pl.Date) - pl.col("event_date")).dt.total_days() >= 3,
         pl.col("event_date") <= date(2026, 11, 22),
     )
     expected = late_rows.group_by("event_date").len().sort("event_date")
@@ -207,3 +209,25 @@ def test_late_updates_find_days_updated_after_they_were_stable_and_refresh_recom
 
 def _days(window: DateWindow) -> list[date]:
     return [window.start + timedelta(days=i) for i in range(window.days)]
+
+
+@pytest.mark.parametrize("as_dates", [False, True])
+def test_late_days_counts_updates_from_the_day_a_day_became_stable(as_dates: bool) -> None:
+    day = date(2026, 11, 1)  # hold_off 3: stable from 2026-11-04 (today - 3 >= day)
+    updates = [
+        datetime(2026, 11, 3, 23, 59),  # before: not late
+        datetime(2026, 11, 4, 0, 30),  # the day it became stable: late
+        datetime(2026, 11, 9, 12, 0),  # late
+    ]
+    frame = pl.LazyFrame({"event_date": [day] * 3, "updated_at": updates})
+    if as_dates:  # a date-typed update column is accepted by the AC validator too
+        frame = frame.with_columns(pl.col("updated_at").cast(pl.Date))
+    (found,) = late_days(
+        frame, day="event_date", updated="updated_at", hold_off_days=3, until=date(2026, 11, 20)
+    )
+    assert (found.day, found.rows) == (day, 2)
+    assert found.last_update.date() == date(2026, 11, 9)
+    assert (
+        late_days(frame, day="event_date", updated="updated_at", hold_off_days=3, until=date(2026, 10, 31))
+        == []
+    )

@@ -1,13 +1,13 @@
 """Issue 4 "must show": a skewed request stream over many grains under a small byte budget.
 
-A seeded Zipf stream over every family at 16 grains ({store, region, campaign, channel} x {day,
-week, month, quarter}) and 6 windows is replayed through the engine twice on fresh stores, once
-per eviction policy, under a budget of about a fifth of what the stream memoizes without one.
-After every request the evictable bytes are within the budget and the answer equals the backend's
-direct aggregate. The FD-DAG-aware policy must hit memory at least as often as plain LRU.
+Seeded Zipf streams over every family at 16 grains ({store, region, campaign, channel} x {day,
+week, month, quarter}) and 6 windows are replayed through the engine on fresh stores, once per
+eviction policy, under a budget of about a fifth of what a stream memoizes without one. After
+every request the evictable bytes are within the budget and the answer equals the backend's direct
+aggregate. Over the streams, the FD-DAG-aware policy must hit memory at least as often as LRU.
 
 Replays are nearly but not exactly repeatable (see ``workload``): hit counts may move by a request
-between runs, less than the margin of the stream chosen (see SEED).
+between runs, less than the margin over the streams (see SEEDS).
 """
 
 from __future__ import annotations
@@ -35,17 +35,13 @@ ROWS = 20_000
 REQUESTS = 300
 # The stream memoizes about 280 kB without a budget; 60 kB keeps a fifth of it.
 BUDGET = 60_000
-# Seed 1: fd_dag 152 hits, LRU 145, the same in repeated runs. Over seeds 1-8 at 60 kB and 100 kB
-# fd_dag hit more often on 14 of the 16 streams, by 1 to 8 requests of 300, and less on two, both
-# seed 2: 113 against 130 at 60 kB, 179 against 180-182 at 100 kB.
-SEED = 1
+# Seeds 1-4 at 60 kB, fd_dag against LRU hits of 300: 155/136, 141/146, 85/78, 157/149. A single
+# stream can go either way by a few requests (seed 2: one popular request whose native fetch is
+# over the per-result cap), so the claim is checked on the sum over three streams; the benchmark
+# (3 seeds x 3 budgets, 1,000 requests, 200k rows) is where the margins are measured.
+SEEDS = (1, 2, 3)
 MIN_ENFORCEMENTS = 30  # budget enforcements that evicted something, per replay
-# (name, policy, budget): the unlimited run is the ceiling, the hits any budget gives up.
-RUNS: tuple[tuple[str, Policy, int], ...] = (
-    ("fd_dag", "fd_dag", BUDGET),
-    ("lru", "lru", BUDGET),
-    ("unlimited", "lru", GIB),
-)
+POLICIES: tuple[Policy, ...] = ("fd_dag", "lru")
 
 
 @pytest.fixture(scope="module")
@@ -60,35 +56,42 @@ def test_fd_dag_eviction_stays_in_budget_answers_right_and_hits_at_least_as_ofte
 ) -> None:
     ac = workload_ac
     backend = backend_for(ac)
-    stream = zipf_stream(catalogue(ac, ac.families), REQUESTS, seed=SEED)
     references = References(ac, backend)
+    hits: dict[Policy, int] = dict.fromkeys(POLICIES, 0)
     try:
-        # The budget and every answer are checked inside replay, after every request.
-        results = {
-            name: replay(
-                ac,
-                backend,
-                stream,
-                policy=policy,
-                budget=budget,
-                directory=tmp_path / name,
-                references=references,
+        for seed in SEEDS:
+            stream = zipf_stream(catalogue(ac, ac.families), REQUESTS, seed=seed)
+            # The budget and every answer are checked inside replay, after every request.
+            unlimited = replay(
+                ac, backend, stream, policy="lru", budget=GIB, directory=tmp_path / f"{seed}-unlimited"
             )
-            for name, policy, budget in RUNS
-        }
+            assert unlimited.enforcements == 0
+            for policy in POLICIES:
+                result = replay(
+                    ac,
+                    backend,
+                    stream,
+                    policy=policy,
+                    budget=BUDGET,
+                    directory=tmp_path / f"{seed}-{policy}",
+                    references=references,
+                )
+                summary = (
+                    seed,
+                    policy,
+                    result.hits,
+                    result.enforcements,
+                    result.max_evictable,
+                    unlimited.hits,
+                )
+                assert result.max_evictable <= BUDGET < unlimited.max_evictable, summary
+                # A meaningful comparison: eviction is frequent and costs hits, and memory still serves.
+                assert result.enforcements >= MIN_ENFORCEMENTS, summary
+                assert result.metric_units_evicted >= MIN_ENFORCEMENTS, summary
+                assert 0.2 * REQUESTS < result.hits < unlimited.hits, summary
+                # A hit is a serve without a backend aggregate; every other serve made exactly one.
+                assert result.backend_aggregates == result.requests - result.hits, summary
+                hits[policy] += result.hits
     finally:
         backend.close()
-    summary = {
-        name: (r.hits, r.enforcements, r.metric_units_evicted, r.max_evictable) for name, r in results.items()
-    }
-    fd_dag, lru, unlimited = results["fd_dag"], results["lru"], results["unlimited"]
-    assert unlimited.enforcements == 0, summary
-    for result in (fd_dag, lru):
-        assert result.max_evictable <= BUDGET < unlimited.max_evictable, summary
-        # A meaningful comparison: eviction is frequent and costs hits, and memory still serves.
-        assert result.enforcements >= MIN_ENFORCEMENTS, summary
-        assert result.metric_units_evicted >= MIN_ENFORCEMENTS, summary
-        assert 0.2 * REQUESTS < result.hits < unlimited.hits, summary
-        # A hit is a serve without a backend aggregate; every other serve made exactly one.
-        assert result.backend_aggregates == result.requests - result.hits, summary
-    assert fd_dag.hit_rate >= lru.hit_rate, summary
+    assert hits["fd_dag"] >= hits["lru"], hits
