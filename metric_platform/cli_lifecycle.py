@@ -219,6 +219,8 @@ def _print_late(report: RefreshReport, hold_off: int | None) -> None:
         verb = "would recompute" if report.dry_run else "recomputed"
         print(f"{verb} the memoized slices holding them:")
         _print_groups(report.late_groups)
+    else:
+        print("every memoized slice holding them was computed after their last update: nothing to recompute")
 
 
 def _refresh_json(ac_name: str, today: dt.date, provisional: bool, report: RefreshReport) -> dict[str, Any]:

@@ -98,7 +98,7 @@ class Lifecycle:
         bucket holds a day updated after it had become stable."""
         groups = sorted(self.provisional() if provisional else self.stale(), key=self._finest_first)
         late_found = self.late_updates(backend=backend) if late_updates else []
-        late = sorted(self._holding([d.day for d in late_found]), key=self._finest_first)
+        late = sorted(self._holding(late_found), key=self._finest_first)
         cutoff = self._cutoff()
         if dry_run:
             return RefreshReport(cutoff, True, tuple(groups), 0, 0, tuple(late_found), tuple(late))
@@ -134,10 +134,13 @@ class Lifecycle:
             return []
         return check_late_updates(self.ac, backend, until=current, window=window)
 
-    def _holding(self, days: Sequence[dt.date]) -> list[StaleSlices]:
-        """The memoized slices (of the current definitions) whose bucket holds one of ``days``."""
-        if not days:
+    def _holding(self, late: Sequence[LateDay]) -> list[StaleSlices]:
+        """The memoized slices (of the current definitions) whose bucket holds a late day and that
+        were computed before that day's last update: one computed after it already holds the
+        update, so a second refresh recomputes nothing."""
+        if not late:
             return []
+        days = [d.day for d in late]
         found: list[Entry] = []
         for family in self.ac.families.values():
             for anchor, summary in self.store.list_grains(self.ac.name, Domain.METRIC, family.name).items():
@@ -147,7 +150,15 @@ class Lifecycle:
                 starts = {tg.bucket_start(day) for day in days}
                 base = EntryKey(self.ac.name, Domain.METRIC, family.name, anchor)
                 listed = self.store.list_slices(base, start=min(starts), end=max(starts))
-                found += [e for e in listed if e.key.slice_day in starts]
+                updated: dict[dt.date, dt.datetime] = {}
+                for d in late:
+                    start = tg.bucket_start(d.day)
+                    updated[start] = max(updated.get(start, _utc(d.last_update)), _utc(d.last_update))
+                found += [
+                    e
+                    for e in listed
+                    if (day := e.key.slice_day) in updated and e.materialized_at < updated[day]
+                ]
         return self._group(found)
 
     def _group(self, entries: Sequence[Entry]) -> list[StaleSlices]:
@@ -199,7 +210,8 @@ class Lifecycle:
         wanted = {(g.family, g.anchor) for g in groups}
         for entry in self.store.list_provisional(self.ac.name, ended_by=self._cutoff()):
             if (entry.key.dataset_id, entry.key.anchor) in wanted and not entry.pinned:
-                self.store.delete(entry.key)
+                # Only the version listed: a replacement another process just published stays.
+                self.store.delete(entry.key, if_version=entry.version)
 
     def _prune_requests(self) -> None:
         keep = max(30, self.limits.promotion_window_days * _REQUEST_RETENTION_WINDOWS)
@@ -304,3 +316,8 @@ class Lifecycle:
             json.loads(v) for v in self.store.list_meta(self.ac.name, prefix=OVERSIZED_PREFIX).values()
         ]
         return recommend(self.ac, requests, oversized, self.limits)
+
+
+def _utc(moment: dt.datetime) -> dt.datetime:
+    """Source timestamps without a zone are read as UTC (as the backends bucket days in UTC)."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)

@@ -403,15 +403,16 @@ class EntryStore(LifecycleQueries):
         retire_after = self._now() + self._grace
         return unreadable.drop_unreadable(self._engine, self._data_dir, entries, retire_after=retire_after)
 
-    def delete(self, key: EntryKey, *, force: bool = False) -> bool:
+    def delete(self, key: EntryKey, *, force: bool = False, if_version: int | None = None) -> bool:
         """Remove ``key``'s entry (its file is retired); False when there was none.
 
-        A pinned entry is deleted only with ``force=True``.
+        A pinned entry is deleted only with ``force=True``; with ``if_version``, only that version
+        (False when another writer replaced it meanwhile).
         """
         with write_transaction(self._engine) as conn:
             manifest.lock_bases(conn, [key])
             row = manifest.select_row(conn, key, for_update=True)
-            if row is None:
+            if row is None or (if_version is not None and row.version != if_version):
                 return False
             if row.pinned and not force:
                 msg = (

@@ -85,3 +85,17 @@ def test_dropping_the_stability_block_makes_provisional_slices_stale(
         assert [r.window for r in backend.aggregates] == [DateWindow(date(2026, 11, 19), date(2026, 11, 20))]
         assert not again.provenance.provisional
         assert engine.stale() == []
+
+
+def test_deleting_a_listed_version_leaves_a_newer_replacement(
+    engine: MetricEngine, backend: CountingBackend, ac: AnalyticalContext
+) -> None:
+    day = DateWindow.day(date(2026, 11, 2))
+    engine.serve_metric("revenue", STORE_DAY, backend=backend, window=day)
+    (listed,) = engine.store.list_slices(base(ac, STORE_DAY))
+    engine.serve_metric("revenue", STORE_DAY, backend=backend, window=day, recompute=True)  # version 2
+    assert not engine.store.delete(listed.key, if_version=listed.version)
+    (current,) = engine.store.list_slices(base(ac, STORE_DAY))
+    assert current.version == listed.version + 1
+    assert engine.store.delete(current.key, if_version=current.version)
+    assert engine.store.list_slices(base(ac, STORE_DAY)) == []

@@ -5,7 +5,7 @@ afterwards recomputes those and nothing else (backend calls counted)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +17,7 @@ from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.lifecycle.late_updates import late_days
 from metric_platform.engine.lifecycle.types import StaleSlices
 from metric_platform.engine.serving.types import PathKind
+from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.settings import Settings
@@ -180,7 +181,8 @@ def test_provisional_exclude_serves_only_stable_days(
 
 
 def test_late_updates_find_days_updated_after_they_were_stable_and_refresh_recomputes_them(
-    eng: MetricEngine,
+    ac: AnalyticalContext,
+    settings: Settings,
     backend: CountingBackend,
     clock: Clock,
     sample_frames: dict[str, pl.DataFrame],
@@ -192,19 +194,30 @@ def test_late_updates_find_days_updated_after_they_were_stable_and_refresh_recom
         (pl.col("updated_at").cast(pl.Date) - pl.col("event_date")).dt.total_days() >= 3,
         pl.col("event_date") <= date(2026, 11, 22),
     )
-    expected = late_rows.group_by("event_date").len().sort("event_date")
+    expected = late_rows.group_by("event_date").agg(pl.len(), pl.col("updated_at").max()).sort("event_date")
     assert expected.height > 0, "the sample must hold late updates for this test to test anything"
-    found = eng.late_updates(backend=backend)
-    assert [(d.day, d.rows) for d in found] == list(expected.iter_rows())
+    # The slices are memoized "on" 11-10 at noon: the late days updated after that are the ones
+    # whose slices miss an update; the others were computed with theirs.
+    computed_at = datetime(2026, 11, 10, 12, tzinfo=UTC)
+    stale_days = set(expected.filter(pl.col("updated_at") > computed_at.replace(tzinfo=None))["event_date"])
+    assert 0 < len(stale_days) < expected.height
+    moment = [computed_at]
+    store = EntryStore(settings.manifest_url, settings.data_dir, clock=lambda: moment[0])
+    with MetricEngine(ac, store, today=clock) as eng:
+        found = eng.late_updates(backend=backend)
+        assert [(d.day, d.rows) for d in found] == [(r[0], r[1]) for r in expected.iter_rows()]
 
-    eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
-    dry = eng.refresh(backend=backend, dry_run=True, late_updates=True)
-    assert [g.days for g in dry.late_groups] == [tuple(expected["event_date"])]
-    backend.aggregates.clear()
-    report = eng.refresh(backend=backend, late_updates=True)
-    assert report.recomputed == expected.height
-    recomputed = {day for window in ranges(backend) if window for day in _days(window)}
-    assert recomputed == set(expected["event_date"]), "exactly the late days are recomputed"
+        eng.serve_metric("revenue", STORE_DAY, backend=backend, window=SAMPLE_WINDOW)
+        dry = eng.refresh(backend=backend, dry_run=True, late_updates=True)
+        assert [g.days for g in dry.late_groups] == [tuple(sorted(stale_days))]
+        moment[0] = datetime(2026, 11, 25, 6, tzinfo=UTC)
+        backend.aggregates.clear()
+        report = eng.refresh(backend=backend, late_updates=True)
+        assert report.recomputed == len(stale_days)
+        recomputed = {day for window in ranges(backend) if window for day in _days(window)}
+        assert recomputed == stale_days, "exactly the slices older than their day's last update"
+        again = eng.refresh(backend=backend, dry_run=True, late_updates=True)
+        assert again.late_days == report.late_days and again.late_groups == (), "nothing left to redo"
 
 
 def _days(window: DateWindow) -> list[date]:
