@@ -148,6 +148,14 @@ class Report:
         self._tables[table.title] = table
         self.write()
 
+    def publish(
+        self, title: str, header: tuple[str, ...], rows: Sequence[tuple[str, ...]], notes: tuple[str, ...]
+    ) -> None:
+        """Add a table built from its parts and echo it (``pytest -s`` shows it as it is measured)."""
+        table = Table(title, header, tuple(rows), notes)
+        self.add(table)
+        print("\n" + table.to_markdown())
+
     def render_block(self) -> str:
         facts = [f"- {key}: {value}" for key, value in self.header.items()]
         body = "\n".join(table.to_markdown() for table in self._tables.values())

@@ -25,7 +25,7 @@ from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.settings import GIB
 from metric_platform_tests.benchmarks.conftest import RETAIL_AC, env_int, run_header
-from metric_platform_tests.benchmarks.report import Report, Table, ms
+from metric_platform_tests.benchmarks.report import Report, ms
 from metric_platform_tests.engine.lifecycle.workload import (
     POLICIES,
     WINDOWS,
@@ -68,13 +68,6 @@ class EvictionBench:
     work_rows: list[tuple[str, ...]] = field(default_factory=list)
     # (fraction, policy) -> hit rate of each seed
     rates: dict[tuple[float, str], list[float]] = field(default_factory=dict)
-
-    def publish(
-        self, title: str, header: tuple[str, ...], rows: list[tuple[str, ...]], notes: tuple[str, ...]
-    ) -> None:
-        table = Table(title, header, tuple(rows), notes)
-        self.report.add(table)
-        print("\n" + table.to_markdown())
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +134,7 @@ def test_eviction_policies_on_a_zipf_stream(eviction_bench: EvictionBench, seed:
                 f"{len(set(stream)):,}",
             )
         )
-    bench.publish(
+    bench.report.publish(
         "1. Hit rates: FD-DAG-aware against LRU",
         ("seed", "budget, bytes (of unlimited)", "fd_dag", "lru", "fd_dag - lru (points)", "no budget",
          "distinct requests"),
@@ -153,7 +146,7 @@ def test_eviction_policies_on_a_zipf_stream(eviction_bench: EvictionBench, seed:
          "the store's clock advances 30 s per request, so ages (both policies' scores) follow the "
          "stream, not how long each serve took"),
     )  # fmt: skip
-    bench.publish(
+    bench.report.publish(
         "2. Evictions and backend work",
         ("seed", "budget", "policy", "hits", "enforcements", "units evicted (METRIC / QM)", "bytes evicted",
          "backend aggregates", "map rebuilds", "max evictable bytes", "ms per request"),
@@ -173,7 +166,7 @@ def test_eviction_policies_on_a_zipf_stream(eviction_bench: EvictionBench, seed:
         )
         for fraction in BUDGET_FRACTIONS
     ]
-    bench.publish(
+    bench.report.publish(
         "3. Summary over seeds",
         ("budget (of unlimited)", "mean hit rate fd_dag", "mean hit rate lru", "streams where fd_dag >= lru"),
         summary,

@@ -33,7 +33,7 @@ from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.sample_data import SampleSpec
 from metric_platform.settings import Settings
 from metric_platform_tests.benchmarks.conftest import BenchData, env_int, run_header, write_bench_data
-from metric_platform_tests.benchmarks.report import Report, Table, Timing, measure, ms
+from metric_platform_tests.benchmarks.report import Report, Timing, measure, ms
 
 pytestmark = pytest.mark.benchmark
 
@@ -142,7 +142,7 @@ class Serving:
         self.targets.append(
             (path, ms(e), ms(d), shown, target.text(), "yes" if target.met(e, d) else "**no**")
         )
-        self.publish(
+        self.report.publish(
             "1. Targets (engine vs DuckDB SQL over the raw Parquet, same query and window)",
             ("path", "engine ms", "DuckDB ms", "ratio", "target", "met?"),
             self.targets,
@@ -151,13 +151,6 @@ class Serving:
              f"every engine answer equals DuckDB's (floats within {REL_TOL:g} relative)",
              "what bounds a missed target: table 2 (where the time of each path goes)"),
         )  # fmt: skip
-
-    def publish(
-        self, title: str, header: tuple[str, ...], rows: list[tuple[str, ...]], notes: tuple[str, ...]
-    ) -> None:
-        table = Table(title, header, tuple(rows), notes)
-        self.report.add(table)
-        print("\n" + table.to_markdown())
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +293,7 @@ def breakdown(
             "—" if floor is None else ms(floor.median_ms),
         )
     )
-    serving.publish(
+    serving.report.publish(
         "2. Where the time goes (instrumented re-run: mean ms per call)",
         ("path", "total", *_STEPS, "other (Python, plans)", "largest", "bare Polars floor (median)"),
         serving.breakdown,
@@ -478,7 +471,7 @@ def test_miss(
             (label, name, ms(t.median_ms), f"{t.median_ms / duck.median_ms:.2f}x")
             for name, t in timings.items()
         )
-        serving.publish(
+        serving.report.publish(
             "3. Miss: the engine against bare Polars and DuckDB (same query, same window)",
             ("query", "contender", "median ms", "x DuckDB"),
             serving.misses,
