@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from polars.testing import assert_frame_equal
@@ -179,3 +181,15 @@ def lock_order_worker(manifest_url: str, data_dir: str, ac_name: str, worker: in
             if worker == 0:
                 sweeper.sweep(ac_name=ac_name)
             round_ += 1
+
+
+def run_spawned(target: Callable[..., None], arg_sets: Sequence[tuple[Any, ...]]) -> list[int | None]:
+    """Run ``target`` once per argument tuple, each in a fresh "spawn" process, and return their
+    exit codes (a worker's traceback is printed by the process itself)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=target, args=args) for args in arg_sets]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=120)
+    return [proc.exitcode for proc in procs]

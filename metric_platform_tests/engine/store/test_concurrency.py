@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
@@ -24,6 +22,7 @@ from metric_platform_tests.engine.store._support import (
     meta,
     publish_and_read_worker,
     publish_slices_worker,
+    run_spawned,
     slice_base,
 )
 from metric_platform_tests.engine.store.conftest import FakeClock
@@ -33,20 +32,10 @@ WORKERS = 4
 ROUNDS = 2
 
 
-def _run(target: Callable[..., None], arg_sets: list[tuple[Any, ...]]) -> list[int | None]:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=target, args=args) for args in arg_sets]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    return [proc.exitcode for proc in procs]
-
-
 def test_publisher_killed_before_manifest_commit_leaves_only_a_registered_file_the_sweep_removes(
     manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore], clock: FakeClock
 ) -> None:
-    assert _run(crash_publish_worker, [(manifest_url, str(data_dir), ac_name)]) == [CRASH_EXIT_CODE]
+    assert run_spawned(crash_publish_worker, [(manifest_url, str(data_dir), ac_name)]) == [CRASH_EXIT_CODE]
 
     store = make_store()
     k = key(ac_name)
@@ -69,7 +58,7 @@ def test_concurrent_publishers_of_the_same_keys_end_with_one_readable_row_per_ke
 ) -> None:
     # The workers open the store first, so on SQLite they also race to create the schema.
     args = [(manifest_url, str(data_dir), ac_name, worker, ROUNDS) for worker in range(WORKERS)]
-    assert _run(publish_and_read_worker, args) == [0] * WORKERS
+    assert run_spawned(publish_and_read_worker, args) == [0] * WORKERS
 
     store = make_store()
     keys = concurrent_keys(ac_name)
@@ -92,7 +81,7 @@ def test_concurrent_publishers_of_overlapping_slice_ranges_lose_no_slice_and_ret
 ) -> None:
     # Worker w publishes days 4w..4w+11, so most days are written by two or three workers at once.
     args = [(manifest_url, str(data_dir), ac_name, worker, ROUNDS) for worker in range(WORKERS)]
-    assert _run(publish_slices_worker, args) == [0] * WORKERS
+    assert run_spawned(publish_slices_worker, args) == [0] * WORKERS
 
     store = make_store()
     base = slice_base(ac_name)

@@ -6,13 +6,20 @@ every path that takes them side by side on overlapping keys.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from metric_platform.engine.store import ByteTotals, EntryStore, EvictionUnit
-from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_base, slice_frame
+from metric_platform_tests.engine.store._support import (
+    days,
+    frame_for,
+    key,
+    meta,
+    run_spawned,
+    slice_base,
+    slice_frame,
+)
 
 WORKERS = 3
 ROUNDS = 8
@@ -59,14 +66,9 @@ def evict_publish_count_worker(manifest_url: str, data_dir: str, ac_name: str, w
 def test_evictors_publishers_and_request_counters_never_deadlock_nor_lose_a_file_or_a_hit(
     manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore]
 ) -> None:
-    ctx = multiprocessing.get_context("spawn")
     args = (manifest_url, str(data_dir), ac_name)
-    procs = [ctx.Process(target=evict_publish_count_worker, args=(*args, w)) for w in range(WORKERS)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert [proc.exitcode for proc in procs] == [0] * WORKERS, "a worker failed (its traceback is above)"
+    codes = run_spawned(evict_publish_count_worker, [(*args, w) for w in range(WORKERS)])
+    assert codes == [0] * WORKERS, "a worker failed (its traceback is above)"
 
     store = make_store()
     entries = store.list_entries(ac_name)

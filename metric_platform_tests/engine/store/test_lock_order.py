@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +16,7 @@ from metric_platform_tests.engine.store._support import (
     key,
     lock_order_worker,
     meta,
+    run_spawned,
     slice_base,
 )
 
@@ -54,14 +54,9 @@ def test_record_access_skips_rows_a_publisher_holds_instead_of_waiting(
 def test_every_write_path_from_several_processes_never_deadlocks_nor_loses_a_file(
     manifest_url: str, data_dir: Path, ac_name: str, make_store: Callable[..., EntryStore]
 ) -> None:
-    ctx = multiprocessing.get_context("spawn")
     args = (manifest_url, str(data_dir), ac_name)
-    procs = [ctx.Process(target=lock_order_worker, args=(*args, w, SECONDS)) for w in range(WORKERS)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert [proc.exitcode for proc in procs] == [0] * WORKERS, "a worker failed (its traceback is above)"
+    codes = run_spawned(lock_order_worker, [(*args, w, SECONDS) for w in range(WORKERS)])
+    assert codes == [0] * WORKERS, "a worker failed (its traceback is above)"
 
     store = make_store()
     entries = store.list_entries(ac_name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import tomllib
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,15 @@ from metric_platform.engine.store.migrations_runner import (
 )
 from metric_platform.engine.store.schema import engine_entries, metadata
 from metric_platform.errors import StorageError
-from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_base, slice_frame
+from metric_platform_tests.engine.store._support import (
+    days,
+    frame_for,
+    key,
+    meta,
+    run_spawned,
+    slice_base,
+    slice_frame,
+)
 
 ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta", "engine_requests"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -231,13 +238,7 @@ def _migrate_worker(url: str) -> None:
 
 
 def test_several_processes_migrating_a_fresh_database_at_once(fresh_url: str) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_migrate_worker, args=(fresh_url,)) for _ in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=120)
-    assert [proc.exitcode for proc in procs] == [0] * 4
+    assert run_spawned(_migrate_worker, [(fresh_url,)] * 4) == [0] * 4
     engine = create_db_engine(fresh_url)
     try:
         assert current_revision(engine) == head_revision()
