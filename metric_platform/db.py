@@ -29,9 +29,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from metric_platform import write_guard
 from metric_platform.errors import StorageError
 
 BUSY_TIMEOUT_MS = 30_000
@@ -75,16 +77,45 @@ def with_session_options(url: URL, options: str, *, environ: Mapping[str, str] |
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, *, timeout_ms: int | None = None) -> Iterator[Connection]:
     """A transaction that will write: ``BEGIN IMMEDIATE`` on SQLite, a normal one on PostgreSQL.
 
     Lock rows you read and then write with ``SELECT ... FOR UPDATE`` (see the module docstring).
-    Driver errors become :class:`StorageError`.
+    ``timeout_ms`` bounds how long the transaction waits for locks (SQLite's busy timeout for the
+    write lock; PostgreSQL's ``lock_timeout`` and ``statement_timeout``): a caller with a latency
+    budget (the ledger, seed 004 §5) gets a :class:`StorageError` instead of waiting 30 s.
+    Driver errors become :class:`StorageError`. Under a dry run (:mod:`metric_platform.write_guard`)
+    a persistent database refuses to open the transaction at all.
     """
+    if not is_in_memory(engine):
+        write_guard.check(f"a write transaction on {describe_url(engine)}")
     with _translated(engine, "write transaction"), engine.connect() as conn:
         conn.execution_options(**{_WRITE_OPTION: True})
-        with conn.begin():
-            yield conn
+        sqlite = conn.dialect.name == "sqlite"
+        if timeout_ms is not None and sqlite:
+            _busy_timeout(conn, timeout_ms)
+        try:
+            with conn.begin():
+                if timeout_ms is not None and not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
+                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+                yield conn
+        finally:
+            if timeout_ms is not None and sqlite:
+                _busy_timeout(conn, BUSY_TIMEOUT_MS)
+
+
+def _busy_timeout(conn: Connection, timeout_ms: int) -> None:
+    # On the DB-API connection: a statement through SQLAlchemy would autobegin a transaction.
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    raw.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+
+
+def is_in_memory(engine: Engine) -> bool:
+    """A SQLite database that lives only in this process (nothing it holds is ever persisted)."""
+    database = engine.url.database or ""
+    return engine.dialect.name == "sqlite" and (database in ("", ":memory:") or "mode=memory" in database)
 
 
 @contextmanager
@@ -92,6 +123,17 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (a consistent snapshot on SQLite WAL). Driver errors become StorageError."""
     with _translated(engine, "read transaction"), engine.connect() as conn, conn.begin():
         yield conn
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    # Both dialects' INSERT constructs share the on_conflict_* API; SQLAlchemy Core has no generic one.
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    msg = f"platform databases are SQLite or PostgreSQL, not {name}; change the URL"
+    raise StorageError(msg)
 
 
 def describe_url(engine: Engine) -> str:

@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     engine_manifest_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the engine manifest; default: a SQLite file in home."
     )
+    platform_db_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the platform database (ledger, outbox, read-model, alerts); "
+        "default: a SQLite file in home",
+    )
+    ledger_write_budget_ms: int = Field(
+        default=3000, gt=0, description="seed 004 §5 stateStore.writeLatencyBudgetMs"
+    )
     engine_data_dir: Path | None = Field(default=None, description="Root of the engine's Parquet entries.")
     max_bytes_per_ac: int = Field(
         default=GIB, gt=0, description="seed 003 §10.3 metric_engine.max_bytes_per_ac"
@@ -79,6 +87,17 @@ class Settings(BaseSettings):
         if self.engine_manifest_url:
             return self.engine_manifest_url
         return f"sqlite:///{(self.home / 'engine' / 'manifest.sqlite').resolve()}"
+
+    @property
+    def platform_url(self) -> str:
+        if self.platform_db_url:
+            return self.platform_db_url
+        return f"sqlite:///{(self.home / 'platform.sqlite').resolve()}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where ledger events that failed open wait to be replayed (seed 004 §5)."""
+        return self.home / "ledger" / "spool"
 
     @property
     def data_dir(self) -> Path:

@@ -23,6 +23,7 @@ from pathlib import Path, PurePath, PurePosixPath
 
 import polars as pl
 
+from metric_platform import write_guard
 from metric_platform.engine.store.keys import EntryKey
 from metric_platform.errors import InvalidRequestError, StorageError
 
@@ -75,6 +76,7 @@ def write_parquet_atomically(frame: pl.DataFrame, final: Path) -> int:
 
     A crash leaves at most a temp file or an unreferenced final file, both removed by the sweep.
     """
+    write_guard.check(f"the engine entry file {final.name}")
     final.parent.mkdir(parents=True, exist_ok=True)
     temp = final.with_name(f".{final.name}{TEMP_MARKER}{uuid.uuid4().hex[:8]}")
     try:

@@ -45,9 +45,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
+from metric_platform.db import dialect_insert
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry, EntryMeta
 from metric_platform.engine.store.schema import (
@@ -290,14 +290,3 @@ def _reselect(conn: Connection, key: EntryKey) -> Row[Any]:
     row = select_row(conn, key)
     assert row is not None, "the row written in this transaction must be visible to it"
     return row
-
-
-def dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    # Both dialects' INSERT constructs share the on_conflict_* API; SQLAlchemy Core has no generic one.
-    name = conn.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    msg = f"the engine manifest supports SQLite and PostgreSQL, not {name}; change the manifest URL"
-    raise StorageError(msg)

@@ -16,7 +16,7 @@ from datetime import date
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from metric_platform.engine.store import manifest
+from metric_platform.db import dialect_insert
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import GrainRequests
 from metric_platform.engine.store.schema import engine_requests
@@ -27,7 +27,7 @@ _GRAIN_COLUMNS = ("ac_name", "domain", "dataset_id", "anchor_signature")
 def count(conn: Connection, request: EntryKey, day: date) -> None:
     """Add one hit to ``request``'s grain on ``day`` (the first hit of a day inserts its row)."""
     t = engine_requests
-    insert = manifest.dialect_insert(conn, t).values(
+    insert = dialect_insert(conn, t).values(
         ac_name=request.ac_name,
         domain=request.domain.value,
         dataset_id=request.dataset_id,
