@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from metric_platform.cli_ledger import add_ledger_commands, run_ledger
 from metric_platform.cli_lifecycle import (
     add_lifecycle_commands,
     run_evict,
@@ -23,7 +25,7 @@ from metric_platform.cli_lifecycle import (
     run_refresh,
     run_stale,
 )
-from metric_platform.cli_metrics import add_commands, run_query, run_serve
+from metric_platform.cli_metrics import add_commands, add_dry_run_option, run_query, run_serve
 from metric_platform.errors import MetricPlatformError, UserError
 from metric_platform.installation import ENGINE_KEYS
 
@@ -34,6 +36,9 @@ EXIT_INTERNAL_ERROR = 1
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metric-platform", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="-v: execution start/end lines; -vv: debug"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -48,6 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--source", type=Path, help="read the AC's Parquet directory / SQLite file from here instead"
     )
+    add_dry_run_option(p)
 
     p = sub.add_parser("entries", help="list the engine's memoized entries for an AC (the manifest)")
     p.add_argument("ac_file", type=Path)
@@ -63,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add_commands(sub)
     add_lifecycle_commands(sub)
+    add_ledger_commands(sub)
 
     p = sub.add_parser("main", help="the main job: sample data, validate and profile every AC")
     p.add_argument("--acs", type=Path, default=Path("data") / "acs")
@@ -71,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(_glue_dash_values(list(sys.argv[1:] if argv is None else argv)))
+    _configure_logging(args.verbose)
     try:
         return _dispatch(args)
     except ValidationError as exc:  # settings from the environment (METRIC_PLATFORM_*)
@@ -87,6 +95,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+
+
+def _configure_logging(verbose: int) -> None:
+    """Warnings on stderr; ``-v`` adds the execution's start/end lines, ``-vv`` everything.
+
+    Without ``-v`` the execution scaffold's own lines stay quiet: a rejected command already
+    prints its error, and a dry run says on stderr what it did not write.
+    """
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    if not verbose:
+        logging.getLogger("metric_platform.execution").setLevel(logging.ERROR)
 
 
 def _glue_dash_values(argv: list[str]) -> list[str]:
@@ -136,6 +156,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return run_evict(args)
         case "recommend":
             return run_recommend(args)
+        case "ledger":
+            return run_ledger(args)
         case "main":
             from metric_platform.main_job import run_main_job
 
@@ -172,27 +194,17 @@ def _validate(files: Sequence[Path]) -> int:
 
 
 def _profile(args: argparse.Namespace) -> int:
-    from metric_platform.backends.factory import backend_for
-    from metric_platform.engine.engine import MetricEngine
+    from metric_platform.cli_metrics import execute_command
     from metric_platform.engine.qm.projections import render_table
     from metric_platform.semantics.loader import load_ac
 
     ac = load_ac(args.ac_file, source_path=args.source)
-    backend = backend_for(ac)
-    engine = MetricEngine.open(ac)
-    try:
-        if args.column:
-            profile = engine.column_profile(args.schema, args.column, backend=backend)
-            if args.format == "json":
-                print(profile.model_dump_json(indent=2))
-            else:
-                print(_render_column(profile))
-        else:
-            table = engine.table_profile(args.schema, backend=backend)
-            print(table.model_dump_json(indent=2) if args.format == "json" else render_table(table))
-    finally:
-        engine.close()
-        backend.close()
+    params = {"schema_name": args.schema, "column": args.column}
+    profile = execute_command(args, ac, "qm.profile", params)
+    if args.column:
+        print(profile.model_dump_json(indent=2) if args.format == "json" else _render_column(profile))
+    else:
+        print(profile.model_dump_json(indent=2) if args.format == "json" else render_table(profile))
     return 0
 
 

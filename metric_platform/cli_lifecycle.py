@@ -19,8 +19,8 @@ from metric_platform.cli_metrics import (
     add_source_options,
     add_today_option,
     engine_for,
+    execute_command,
     load_source_ac,
-    open_engine,
 )
 from metric_platform.engine.lifecycle.types import (
     EvictionReport,
@@ -31,6 +31,7 @@ from metric_platform.engine.lifecycle.types import (
 )
 from metric_platform.errors import InvalidRequestError
 from metric_platform.semantics.loader import load_ac
+from metric_platform.settings import Settings
 
 FORMATS = ("table", "json")
 
@@ -162,23 +163,15 @@ def _group_json(group: StaleSlices) -> dict[str, Any]:
 
 # -- refresh -------------------------------------------------------------------------------------
 def run_refresh(args: argparse.Namespace) -> int:
-    backend, engine = open_engine(args, today=args.today)
-    try:
-        today = engine.today()
-        hold_off = engine.ac.stability.hold_off_days if engine.ac.stability is not None else None
-        report = engine.refresh(
-            backend=backend,
-            dry_run=args.dry_run,
-            provisional=args.provisional,
-            late_updates=args.late_updates,
-        )
-    finally:
-        engine.close()
-        backend.close()
+    ac = load_source_ac(args)
+    params = {"provisional": args.provisional, "late_updates": args.late_updates}
+    report: RefreshReport = execute_command(args, ac, "engine.refresh", params)
+    today = args.today or dt.date.today()
+    hold_off = ac.stability.hold_off_days if ac.stability is not None else None
     if args.format == "json":
-        _json(_refresh_json(engine.ac.name, today, args.provisional, report))
+        _json(_refresh_json(ac.name, today, args.provisional, report))
         return 0
-    print(_cutoff_line(engine.ac.name, today, report.cutoff, hold_off))
+    print(_cutoff_line(ac.name, today, report.cutoff, hold_off))
     if args.late_updates:
         _print_late(report, hold_off)
     what = "provisional" if args.provisional else "stale"
@@ -245,16 +238,13 @@ def _refresh_json(ac_name: str, today: dt.date, provisional: bool, report: Refre
 # -- evict ---------------------------------------------------------------------------------------
 def run_evict(args: argparse.Namespace) -> int:
     to_bytes = None if args.to_bytes is None else parse_byte_size(args.to_bytes)
-    engine = engine_for(load_ac(args.ac_file))
-    try:
-        budget = engine.limits.max_bytes_per_ac
-        report = engine.enforce_budget(to_bytes=to_bytes, dry_run=args.dry_run)
-    finally:
-        engine.close()
+    ac = load_ac(args.ac_file)
+    report: EvictionReport = execute_command(args, ac, "engine.evict", {"to_bytes": to_bytes})
+    budget = Settings().max_bytes_per_ac  # the engine's limits come from the same settings
     if args.format == "json":
-        _json(_evict_json(engine.ac.name, budget, report))
+        _json(_evict_json(ac.name, budget, report))
         return 0
-    for line in _evict_lines(engine.ac.name, budget, to_bytes is not None, report):
+    for line in _evict_lines(ac.name, budget, to_bytes is not None, report):
         print(line)
     return 0
 

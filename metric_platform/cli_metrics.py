@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from metric_platform.errors import InvalidRequestError
+from metric_platform.works.query_ops import names as _names
 
 FORMATS = ("table", "csv", "json")
 BACKENDS = ("polars", "sqlite", "postgres")
@@ -73,6 +73,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--to", dest="end", type=dt.date.fromisoformat, help="last event day (YYYY-MM-DD)")
     add_source_options(p)
     add_today_option(p)
+    add_dry_run_option(p)
     p.add_argument("--format", choices=FORMATS, default="table")
 
 
@@ -94,16 +95,41 @@ def add_today_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_dry_run_option(p: argparse.ArgumentParser, help_text: str | None = None) -> None:
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help=help_text or "compute everything, write nothing (no memoized entry, no ledger event)",
+    )
+
+
+def execute_command(
+    args: argparse.Namespace, ac: Any, work: str, params: dict[str, Any], *, days: Any = None
+) -> Any:
+    """Run ``work`` through the one execution door (a manual batch run, recorded in the ledger)
+    and return its outcome's value; a dry run says on stderr what it did not write."""
+    from metric_platform.settings import Settings
+    from metric_platform.works.runner import batch_context, run_work
+    from metric_platform.works.workspace import EngineWorkspace
+
+    workspace = EngineWorkspace(ac, Settings(), today=getattr(args, "today", None))
+    dry_run = bool(getattr(args, "dry_run", False))
+    span = None if days is None else (days.start, days.end)
+    context = batch_context(workspace, work, params, days=span, dry_run=dry_run)
+    result = run_work(workspace, context)
+    if dry_run:
+        suppressed = ", ".join(f"{k} x{n}" for k, n in sorted((result.suppressed or {}).items())) or "none"
+        print(f"dry run: nothing was written (suppressed writes: {suppressed})", file=sys.stderr)
+    assert result.outcome is not None
+    return result.outcome.value
+
+
 def iso_day(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
         msg = f"not a day: {text!r} (expected YYYY-MM-DD)"
         raise argparse.ArgumentTypeError(msg) from None
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _window(args: argparse.Namespace) -> Any:
@@ -164,17 +190,11 @@ def _kind_label(ac_file: Path) -> str:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    backend, engine = open_engine(args, today=args.today)
-    try:
-        served = engine.serve_metric(
-            args.metric, _names(args.anchor), backend=backend, window=_window(args), explain=args.explain
-        )
-        _print(served.frame.collect(), args.format)
-        if args.explain:
-            _explain(served, file=sys.stderr if args.format != "table" else sys.stdout)
-    finally:
-        engine.close()
-        backend.close()
+    params = {"family": args.metric, "anchor": list(_names(args.anchor)), "explain": args.explain}
+    served = execute_command(args, load_source_ac(args), "engine.serve", params, days=_window(args))
+    _print(served.frame.collect(), args.format)
+    if args.explain:
+        _explain(served, file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
@@ -199,46 +219,15 @@ def _explain(served: Any, *, file: Any) -> None:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from metric_platform.engine.frame_expr import DerivedMetric, FrameExpression
-    from metric_platform.engine.query import QueryRequest
-
-    request = QueryRequest(
-        metrics=_names(args.metrics),
-        grain=_names(args.grain),
-        window=_window(args),
-        frame_expression=FrameExpression(tuple(DerivedMetric.parse(d) for d in args.derive))
-        if args.derive
-        else None,
-        post_grain_ops=_ops(getattr(args, "ops", None) or []),
-    )
-    backend, engine = open_engine(args, today=args.today)
-    try:
-        frame = engine.query(request, backend=backend)
-        _print(frame.data, args.format)
-    finally:
-        engine.close()
-        backend.close()
+    params = {
+        "metrics": list(_names(args.metrics)),
+        "grain": list(_names(args.grain)),
+        "derive": list(args.derive),
+        "ops": [[kind, str(value)] for kind, value in (getattr(args, "ops", None) or [])],
+    }
+    frame = execute_command(args, load_source_ac(args), "engine.query", params, days=_window(args))
+    _print(frame.data, args.format)
     return 0
-
-
-def _ops(raw: Sequence[tuple[str, Any]]) -> Any:
-    from metric_platform.engine.post_grain import Having, Limit, OrderBy, PostGrainOps
-
-    ops: list[Any] = []
-    for kind, value in raw:
-        match kind:
-            case "having":
-                ops.append(Having(value))
-            case "order":
-                ops.append(OrderBy.parse(value))
-            case "limit":
-                ops.append(Limit(value))
-            case "per":
-                if not ops or not isinstance(ops[-1], Limit) or ops[-1].per:
-                    msg = "--per COL belongs right after a --limit N"
-                    raise InvalidRequestError(msg)
-                ops[-1] = Limit(ops[-1].n, _names(value))
-    return PostGrainOps(tuple(ops)) if ops else None
 
 
 def _print(frame: pl.DataFrame, fmt: str) -> None:

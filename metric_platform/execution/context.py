@@ -173,5 +173,6 @@ def describe_problems(what: str, exc: ValidationError) -> str:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(root)"
-        problems.append(f"{where}: {err['msg']}")
+        # pydantic prefixes the messages our validators raise with "Value error, ": noise to a user.
+        problems.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
     return f"invalid {what}: " + "; ".join(problems)

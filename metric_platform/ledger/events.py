@@ -118,6 +118,28 @@ def canonical_json(value: JSONValue) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
+# Parts of an event's data that describe how an outcome came about rather than the outcome: a
+# re-execution or platform retry of the same logical attempt may report them differently (a
+# second serve hits memory where the first called the backend; a retried step fails with another
+# message) without contradicting the first record, which stays the one the ledger keeps.
+_DESCRIPTIVE: dict[EventType, frozenset[str]] = {
+    EventType.STEP_COMPLETED: frozenset({"summary"}),
+    EventType.RUN_FAILED: frozenset({"rootCause"}),
+    EventType.RUN_CANCELLED: frozenset({"rootCause"}),
+}
+
+
+def semantic_payload(event_type: EventType | str, data: Mapping[str, JSONValue]) -> str:
+    """What two appends with one idempotency key must agree on, as canonical JSON: ``data`` without
+    its descriptive parts (a StepCompleted's ``summary``, a Run* ``rootCause``) and, for a
+    StepFailed, only the error's code. Attempt ids and timestamps are never in ``data``."""
+    kind = EventType(event_type)
+    kept: dict[str, JSONValue] = {k: v for k, v in data.items() if k not in _DESCRIPTIVE.get(kind, ())}
+    if kind is EventType.STEP_FAILED and isinstance(kept.get("error"), Mapping):
+        kept["error"] = {"code": kept["error"].get("code")}
+    return canonical_json(kept)
+
+
 @dataclass(frozen=True)
 class NewEvent:
     """An event to append. ``data`` is its semantic payload: two appends with one idempotency key
@@ -144,7 +166,9 @@ class NewEvent:
 
     @property
     def payload_text(self) -> str:
-        return canonical_json(dict(self.data))
+        """The canonical text of the semantic part of ``data`` (see :func:`semantic_payload`)."""
+        canonical_json(dict(self.data))  # the whole of data must be JSON, not just what is compared
+        return semantic_payload(self.event_type, self.data)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,11 @@
 """The transactional outbox (seed 004 §4): messages for the secondary bus, written in the same
-transaction as the state they describe, delivered later by a retrying worker."""
+transaction as the state they describe, delivered later by a retrying worker
+(:mod:`metric_platform.ledger.delivery`).
+
+A message is ``pending`` until a deliverer records it ``delivered`` or ``dead`` (gave up; see
+``delivery.dead_letters`` and ``delivery.requeue``). Timestamps are written in UTC: SQLite keeps a
+timestamp's wall clock and drops its zone, so mixed zones would compare wrongly there.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from metric_platform.db import dialect_insert
@@ -32,6 +39,7 @@ def enqueue(conn: Connection, messages: Sequence[OutboxMessage], *, now: dt.date
     """Add ``messages`` inside the caller's write transaction; returns how many were new."""
     if not messages:
         return 0
+    now = now.astimezone(dt.UTC) if now.tzinfo is not None else now
     rows = [
         {
             "message_key": m.key,
@@ -44,5 +52,24 @@ def enqueue(conn: Connection, messages: Sequence[OutboxMessage], *, now: dt.date
         }
         for m in messages
     ]
-    stmt = dialect_insert(conn, outbox).values(rows).on_conflict_do_nothing(index_elements=["message_key"])
-    return int(conn.execute(stmt).rowcount or 0)
+    stmt = (
+        dialect_insert(conn, outbox)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["message_key"])
+        .returning(outbox.c.id)
+    )
+    # Counted from RETURNING: psycopg reports rowcount -1 for a multi-row INSERT ... ON CONFLICT.
+    return len(conn.execute(stmt).all())
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """A timestamp read back from the outbox, aware: SQLite returns UTC wall clocks without a zone."""
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    """How many messages are pending, delivered and dead (every status present, zeros included)."""
+    rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
+    counts = dict.fromkeys((PENDING, DELIVERED, DEAD), 0)
+    counts.update({status: int(n) for status, n in rows})
+    return counts

@@ -60,6 +60,9 @@ run_events = sa.Table(
     sa.Column("step_id", sa.String(255), nullable=False),
     sa.Column("engine_attempt_id", sa.String(255), nullable=False),
     sa.Column("logical_attempt_id", sa.String(255), nullable=False),
+    # Not in the seed's DDL, but part of the idempotency key: without it a stored event's key
+    # could not be recomputed, and an audit could not tell which plan (fingerprint) ran.
+    sa.Column("plan_version", sa.String(255), nullable=False, server_default=""),
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("event_data", _JSON, nullable=False),
     sa.Column("idempotency_key", sa.CHAR(64), nullable=False),

@@ -32,7 +32,7 @@ class Memo(StrEnum):
     """What ``Memoizer.memoize`` did with a result."""
 
     KEPT = "kept"
-    SKIPPED = "skipped"  # nothing to keep, or a singleton lookup (seed §9.4)
+    SKIPPED = "skipped"  # nothing to keep, a singleton lookup (seed §9.4), or a dry run
     OVER_CAP = "over_cap"  # over the per-entry cap (seed §15.7): served, recommended coarser
 
 
@@ -111,7 +111,7 @@ class Memoizer:
                 return Memo.OVER_CAP
         meta = metric_meta(self.ac, family, grain, family.mvt, cutoff=self.cutoff(), pinned=pin)
         meta = replace(meta, source_fingerprint=source)
-        self.store.publish_slices(
+        kept = self.store.publish_slices(
             self.chooser.base(family, grain),
             rows,
             slice_column=time_dim,
@@ -119,7 +119,8 @@ class Memoizer:
             meta=meta,
             ends={b.start: b.end for b in full},
         )
-        return Memo.KEPT
+        # Nothing stored (a dry run suppresses the publish): the provenance must not say memoized.
+        return Memo.KEPT if kept else Memo.SKIPPED
 
     def keep_target(
         self,

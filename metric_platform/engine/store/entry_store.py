@@ -18,6 +18,13 @@ Lifecycle (issue 4): each slice records its bucket's end and whether it was prov
 (``list_provisional`` finds the stale ones); ``record_access`` also counts requests per grain and
 day (``request_counts``); ``evict`` deletes the units an eviction policy chooses, in one
 transaction, retiring their files like any replacement does.
+
+Dry runs (seed 000 §6, :mod:`metric_platform.write_guard`): every write path asks
+``write_guard.permit`` first and, under a dry run, skips the write after validating its input, so
+the run's record lists what a real run would have written. What each returns then says that
+nothing was kept: ``publish_many``/``publish_slices`` return ``[]``, ``pin_entries`` and
+``drop_unreadable`` 0, ``sweep`` an empty report, ``evict`` what it would evict (read only).
+Opening a store under a dry run creates and migrates nothing (``manifest_open``).
 """
 
 from __future__ import annotations
@@ -36,8 +43,10 @@ import polars as pl
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from metric_platform.db import create_db_engine, read_transaction, write_transaction
+from metric_platform import write_guard
+from metric_platform.db import read_transaction, write_transaction
 from metric_platform.engine.store import (
+    eviction,
     in_flight,
     manifest,
     reader,
@@ -53,10 +62,13 @@ from metric_platform.engine.store.layout import (
     write_parquet_atomically,
 )
 from metric_platform.engine.store.lifecycle_queries import LifecycleQueries
-from metric_platform.engine.store.migrations_runner import migrate
+from metric_platform.engine.store.manifest_open import open_manifest
 from metric_platform.engine.store.records import (
+    ByteTotals,
     Entry,
     EntryMeta,
+    EvictionResult,
+    EvictionUnit,
     GrainSummary,
     SweepReport,
 )
@@ -98,12 +110,11 @@ class EntryStore(LifecycleQueries):
         self._clock = clock or _utc_now
         self._writes = 0
         self._writes_lock = threading.Lock()
-        self._engine = create_db_engine(manifest_url)
-        try:
-            migrate(self._engine)
-        except BaseException:
-            self._engine.dispose()
-            raise
+        opened = open_manifest(manifest_url)
+        self._engine = opened.engine
+        # Under a dry run over a manifest that does not exist yet (or is not migrated), an
+        # in-memory stand-in: empty, and never to be written outside a dry run (``_suppressed``).
+        self._stand_in = opened.stand_in
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EntryStore:
@@ -221,7 +232,13 @@ class EntryStore(LifecycleQueries):
     # -- writing -------------------------------------------------------------------------------
 
     def publish(self, key: EntryKey, frame: pl.DataFrame, meta: EntryMeta) -> Entry:
-        return self.publish_many([(key, frame, meta)])[0]
+        """Store one entry (see ``publish_many``).
+
+        Under a dry run nothing is stored and the entry returned is a preview: its ``version``
+        and ``entry_id`` are 0 (stored entries start at 1) and its ``path`` does not exist.
+        """
+        kept = self.publish_many([(key, frame, meta)])
+        return kept[0] if kept else self._preview(key, frame, meta)
 
     def publish_many(self, items: Sequence[tuple[EntryKey, pl.DataFrame, EntryMeta]]) -> list[Entry]:
         """Store every frame and point the manifest at all of them in ONE transaction.
@@ -233,6 +250,8 @@ class EntryStore(LifecycleQueries):
         if not items:
             return []
         _check_items(items)
+        if self._suppressed("engine.publish", len(items)):
+            return []
         now = self._now()
         planned = [
             (key, frame, meta, (entry_dir(key) / new_file_name(now)).as_posix()) for key, frame, meta in items
@@ -300,7 +319,7 @@ class EntryStore(LifecycleQueries):
         """
         plan = plan_slices(base, frame, slice_column=slice_column, slices=slices, meta=meta)
         slice_ends = slice_manifest.slice_ends(base.describe(), plan.days, ends)
-        if not plan.days:
+        if not plan.days or self._suppressed("engine.publish", len(plan.days)):
             return []
         now = self._now()
         relative = shared_slices_file(base, min(plan.days), max(plan.days), now).as_posix()
@@ -373,6 +392,8 @@ class EntryStore(LifecycleQueries):
         ids = {entry.entry_id for entry in entries}
         if not ids and request is None:
             return
+        if self._suppressed("engine.record_access"):
+            return
         now = self._now()
         with write_transaction(self._engine) as conn:
             if ids:
@@ -400,6 +421,10 @@ class EntryStore(LifecycleQueries):
         and the file is missing or its Parquet footer unreadable; a pinned entry is dropped too
         (its data is gone). Returns how many rows were dropped; their files are retired.
         """
+        if not entries or self._suppressed("engine.drop_unreadable", len(entries)):
+            # Under a dry run the entries stay, so the caller's retry would fail the same way:
+            # 0 tells it that nothing was dropped.
+            return 0
         retire_after = self._now() + self._grace
         return unreadable.drop_unreadable(self._engine, self._data_dir, entries, retire_after=retire_after)
 
@@ -407,19 +432,25 @@ class EntryStore(LifecycleQueries):
         """Remove ``key``'s entry (its file is retired); False when there was none.
 
         A pinned entry is deleted only with ``force=True``; with ``if_version``, only that version
-        (False when another writer replaced it meanwhile).
+        (False when another writer replaced it meanwhile). Under a dry run it checks the same
+        (reading) and returns what it would have done, deleting nothing.
         """
+        if write_guard.is_dry_run():
+            current = self.get(key)
+            if current is None or (if_version is not None and current.version != if_version):
+                return False
+            if current.pinned and not force:
+                raise InvalidRequestError(_pinned_message(key))
+            self._suppressed("engine.delete")
+            return True
+        self._check_writable("engine.delete")
         with write_transaction(self._engine) as conn:
             manifest.lock_bases(conn, [key])
             row = manifest.select_row(conn, key, for_update=True)
             if row is None or (if_version is not None and row.version != if_version):
                 return False
             if row.pinned and not force:
-                msg = (
-                    f"entry {key.describe()} is pinned; "
-                    "unpin it with set_pinned(key, False) or pass force=True"
-                )
-                raise InvalidRequestError(msg)
+                raise InvalidRequestError(_pinned_message(key))
             conn.execute(sa.delete(engine_entries).where(engine_entries.c.id == row.id))
             owners = {str(row.parquet_path): key.ac_name}
             manifest.retire_unreferenced(conn, owners, self._now() + self._grace)
@@ -433,7 +464,7 @@ class EntryStore(LifecycleQueries):
         replacement keeps the pin anyway); a row deleted since is simply not there.
         """
         todo = [entry for entry in entries if not entry.pinned]
-        if not todo:
+        if not todo or self._suppressed("engine.pin", len(todo)):
             return 0
         c = engine_entries.c
         changed = 0
@@ -451,24 +482,93 @@ class EntryStore(LifecycleQueries):
         return changed
 
     def set_pinned(self, key: EntryKey, pinned: bool) -> None:
+        if write_guard.is_dry_run():
+            if self.get(key) is None:  # the same answer a real run gives
+                raise UnknownNameError(_nothing_to_pin(key))
+            self._suppressed("engine.pin")
+            return
+        self._check_writable("engine.pin")
         statement = sa.update(engine_entries).where(manifest.key_condition(key)).values(pinned=pinned)
         with write_transaction(self._engine) as conn:
             manifest.lock_bases(conn, [key])  # every writer of a row holds its base lock (``manifest``)
             if conn.execute(statement).rowcount == 0:
-                msg = f"no entry {key.describe()} to pin; publish it first"
-                raise UnknownNameError(msg)
+                raise UnknownNameError(_nothing_to_pin(key))
 
     def set_meta(self, ac_name: str, key: str, value: str) -> None:
+        if self._suppressed("engine.meta"):
+            return
         with write_transaction(self._engine) as conn:
             manifest.upsert_meta(conn, ac_name, key, value)
 
     def sweep(self, *, ac_name: str | None = None) -> SweepReport:
         """Delete retired files past their grace and old orphans; ``ac_name`` limits it to one AC.
 
-        With a manifest shared by several data dirs, always pass ``ac_name``.
+        With a manifest shared by several data dirs, always pass ``ac_name``. A dry run deletes
+        nothing and reports nothing deleted.
         """
+        if self._suppressed("engine.sweep"):
+            return SweepReport(files_deleted=0, orphans_deleted=0, bytes_freed=0)
         return sweep(
             self._engine, self._data_dir, now=self._now(), grace=self._grace, ac_name=ac_name, clock=self._now
+        )
+
+    # -- lifecycle writes (``LifecycleQueries``), guarded for dry runs ----------------------------
+
+    def prune_requests(self, ac_name: str, *, before: date) -> int:
+        if self._suppressed("engine.prune_requests"):
+            return 0
+        return super().prune_requests(ac_name, before=before)
+
+    def evict(
+        self,
+        ac_name: str,
+        choose: Callable[[ByteTotals, list[EvictionUnit]], Sequence[EvictionUnit]],
+        *,
+        dry_run: bool = False,
+    ) -> tuple[list[EvictionUnit], EvictionResult]:
+        # Under a write_guard dry run, the eviction's own read-only dry run answers.
+        suppressed = not dry_run and self._suppressed("engine.evict")
+        return super().evict(ac_name, choose, dry_run=dry_run or suppressed)
+
+    def evict_units(self, units: Sequence[EvictionUnit]) -> EvictionResult:
+        if self._suppressed("engine.evict", max(len(units), 1)):
+            with read_transaction(self._engine) as conn:
+                return eviction.delete_units(conn, None, units, retire_after=self._now(), dry_run=True)
+        return super().evict_units(units)
+
+    # -- the dry-run guard ---------------------------------------------------------------------
+
+    def _suppressed(self, what: str, n: int = 1) -> bool:
+        """True when a dry run suppresses the write ``what`` (the guard records it); the caller
+        then skips it. A store opened on a stand-in manifest refuses to write outside a dry run."""
+        if not write_guard.permit(what, n):
+            return True
+        self._check_writable(what)
+        return False
+
+    def _check_writable(self, what: str) -> None:
+        if self._stand_in:
+            msg = (
+                f"{self!r} was opened during a dry run, before its manifest existed, so it stands in "
+                f"an in-memory manifest that must not be written ({what}); open the store again "
+                "outside the dry run"
+            )
+            raise StorageError(msg)
+
+    def _preview(self, key: EntryKey, frame: pl.DataFrame, meta: EntryMeta) -> Entry:
+        """What ``publish`` would have stored, for a dry run: version 0 marks it as not stored."""
+        now = self._now()
+        return Entry(
+            key=key,
+            entry_id=0,
+            version=0,
+            path=self._absolute((entry_dir(key) / new_file_name(now)).as_posix()),
+            row_count=frame.height,
+            byte_size=int(frame.estimated_size()),
+            materialized_at=now,
+            last_access_at=now,
+            access_count=0,
+            meta=meta,
         )
 
     def _now(self) -> datetime:
@@ -502,6 +602,14 @@ def _check_items(items: Sequence[tuple[EntryKey, pl.DataFrame, EntryMeta]]) -> N
             msg = f"publish_many got {key.describe()} twice; publish each key once per call"
             raise InvalidRequestError(msg)
         seen.add(key)
+
+
+def _pinned_message(key: EntryKey) -> str:
+    return f"entry {key.describe()} is pinned; unpin it with set_pinned(key, False) or pass force=True"
+
+
+def _nothing_to_pin(key: EntryKey) -> str:
+    return f"no entry {key.describe()} to pin; publish it first"
 
 
 def _require_base(base: EntryKey, what: str) -> None:

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from metric_platform import write_guard
 from metric_platform.db import write_transaction
 from metric_platform.engine.store.schema import engine_pending_deletions
 from metric_platform.errors import StorageError
@@ -32,10 +33,13 @@ class FilesReclaimedError(StorageError):
 
 
 def register(engine: Engine, owners: Mapping[str, str], now: datetime) -> None:
-    """Register the paths of ``owners`` (relative path -> AC) as in flight, in one short transaction."""
+    """Register the paths of ``owners`` (relative path -> AC) as in flight, in one short transaction.
+
+    Skipped under a dry run (``write_guard``), like every write of the store."""
     due = now + IN_FLIGHT_MAX_AGE
     values = [{"path": path, "ac_name": owners[path], "delete_after": due} for path in sorted(owners)]
-    if values:
+    # A dry run writes no file, so it has nothing to register (the publish itself is skipped first).
+    if values and write_guard.permit("engine.in_flight", len(values)):
         with write_transaction(engine) as conn:
             conn.execute(sa.insert(engine_pending_deletions), values)
 
@@ -65,6 +69,8 @@ def claim(conn: Connection, paths: Iterable[str], *, what: str) -> None:
 
 def release(engine: Engine, paths: Sequence[str]) -> None:
     """Forget the registrations of a publish that failed before its manifest transaction."""
+    if not paths or not write_guard.permit("engine.in_flight", len(paths)):
+        return
     pending = engine_pending_deletions
     with write_transaction(engine) as conn:
         for chunk in _chunks(sorted(paths)):

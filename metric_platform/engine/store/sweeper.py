@@ -32,6 +32,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from metric_platform import write_guard
 from metric_platform.db import read_transaction, write_transaction
 from metric_platform.engine.store.layout import candidate_files, guarded_path
 from metric_platform.engine.store.records import SweepReport
@@ -53,7 +54,10 @@ def sweep(
     """Delete due pending files and old orphans, for one AC or (``ac_name=None``) the whole data dir.
 
     ``clock`` gives the time at which each orphan's age is checked (default: ``now`` throughout).
+    A dry run (``write_guard``) deletes nothing and reports nothing deleted.
     """
+    if not write_guard.permit("engine.sweep"):
+        return SweepReport(files_deleted=0, orphans_deleted=0, bytes_freed=0)
     files_deleted, freed = _delete_due_pending(engine, data_dir, now=now, ac_name=ac_name)
     orphans_deleted, orphan_bytes = _delete_orphans(
         engine,

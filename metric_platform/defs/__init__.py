@@ -1,0 +1,1 @@
+"""Everything Dagster: the only package that imports ``dagster`` (ARCHITECTURE.md §4)."""

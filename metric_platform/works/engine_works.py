@@ -1,0 +1,279 @@
+"""The engine-backed works: serve, query, profile, refresh, evict (the CLI's writing commands, and
+the Dagster assets' bodies in ``defs/``).
+
+Each work checks its parameters against the AC in ``prepare`` (pure: names, grains, expressions),
+so a bad request fails before anything runs, and opens the engine only in ``run``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from metric_platform.backends.protocol import DataAPIBackend, DateWindow
+from metric_platform.engine.engine import MetricEngine
+from metric_platform.engine.frame_expr import DerivedMetric, FrameExpression
+from metric_platform.engine.query import QueryRequest, check_query
+from metric_platform.engine.store.keys import Domain
+from metric_platform.execution.context import ExecutionContext, InvalidContextError, describe_problems
+from metric_platform.execution.lookback import effective_window
+from metric_platform.execution.work import PreparedWork, Work, WorkOutcome
+from metric_platform.works.artifacts import entry_refs
+from metric_platform.works.params import EvictParams, ProfileParams, QueryParams, RefreshParams, ServeParams
+from metric_platform.works.query_ops import parse_ops
+from metric_platform.works.workspace import EngineWorkspace
+
+P = TypeVar("P", bound=BaseModel)
+Session = tuple[MetricEngine, DataAPIBackend | None]
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    run_in: Callable[[], WorkOutcome]
+
+    def run(self) -> WorkOutcome:
+        return self.run_in()
+
+
+class _EngineWork(Generic[P]):
+    """Validate params (``params_model``) and scope, then ``check`` them against the AC; ``compute``
+    runs inside an engine session."""
+
+    name: str
+    params_model: type[P]
+    needs_backend = True  # False: the work reads only the engine store (no source connection)
+
+    def __init__(self, workspace: EngineWorkspace) -> None:
+        self.workspace = workspace
+
+    def prepare(self, context: ExecutionContext) -> PreparedWork:
+        try:
+            params = self.params_model.model_validate(dict(context.params))
+        except ValidationError as exc:
+            raise InvalidContextError(describe_problems(f"parameters of {self.name}", exc)) from None
+        self.workspace.check_scope(context)
+        days = effective_window(context.scope)
+        window = None if days is None else DateWindow(days.start, days.end)
+        # A bad name raises its own typed UserError (UnknownNameError with a did-you-mean, ...):
+        # the scaffold rejects the context on any error from prepare, and the message stays the
+        # one the user would get from the engine itself.
+        checked = self.check(params, window)
+        return _Prepared(lambda: self._run(context, params, window, checked))
+
+    def check(self, params: P, window: DateWindow | None) -> Any:
+        """Validate against the AC without I/O; the result is handed to ``compute``."""
+        return None
+
+    def compute(
+        self, session: Session, context: ExecutionContext, params: P, window: DateWindow | None, checked: Any
+    ) -> WorkOutcome:
+        raise NotImplementedError
+
+    def _run(
+        self, context: ExecutionContext, params: P, window: DateWindow | None, checked: Any
+    ) -> WorkOutcome:
+        with self.workspace.session(backend=self.needs_backend) as session:
+            return self.compute(session, context, params, window, checked)
+
+
+class ServeWork(_EngineWork[ServeParams]):
+    """One metric family at one anchor over the scope's days (seed 003 §4)."""
+
+    name = "engine.serve"
+    params_model = ServeParams
+
+    def check(self, params: ServeParams, window: DateWindow | None) -> Any:
+        ac = self.workspace.ac
+        ac.family(params.family)
+        for dim in params.anchor:
+            ac.dimension(dim)
+        return None
+
+    def compute(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        params: ServeParams,
+        window: DateWindow | None,
+        _: Any,
+    ) -> WorkOutcome:
+        engine, backend = _with_backend(session)
+        served = engine.serve_metric(
+            params.family,
+            params.anchor,
+            backend=backend,
+            window=window,
+            pin=params.pin,
+            recompute=params.recompute,
+            refresh=params.refresh,
+            explain=params.explain,
+        )
+        frame = served.frame.collect()
+        p = served.provenance
+        entries = [
+            e
+            for e in engine.entries(Domain.METRIC)
+            if e.key.dataset_id == params.family
+            and e.key.anchor == tuple(params.anchor)
+            and _inside(e, window)
+        ]
+        summary = {
+            "family": params.family,
+            "anchor": list(params.anchor),
+            "rows": frame.height,
+            "path": p.path.kind.value,
+            "provisional": p.provisional,
+            "stability_cutoff": p.stability_cutoff.isoformat() if p.stability_cutoff else None,
+            "verification_level": p.verification_level,
+        }
+        return WorkOutcome(entry_refs(entries), summary, dataclasses.replace(served, frame=frame.lazy()))
+
+
+class QueryWork(_EngineWork[QueryParams]):
+    """Several metrics at one grain, composed, with derived metrics and post-grain ops (seed 003 §8)."""
+
+    name = "engine.query"
+    params_model = QueryParams
+
+    def check(self, params: QueryParams, window: DateWindow | None) -> QueryRequest:
+        request = QueryRequest(
+            metrics=params.metrics,
+            grain=params.grain,
+            window=window,
+            frame_expression=FrameExpression(tuple(DerivedMetric.parse(d) for d in params.derive))
+            if params.derive
+            else None,
+            post_grain_ops=parse_ops(params.ops),
+        )
+        check_query(self.workspace.ac, request)
+        return request
+
+    def compute(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        params: QueryParams,
+        window: DateWindow | None,
+        request: QueryRequest,
+    ) -> WorkOutcome:
+        engine, backend = _with_backend(session)
+        frame = engine.query(request, backend=backend)
+        summary = {"metrics": list(params.metrics), "grain": list(params.grain), "rows": frame.data.height}
+        return WorkOutcome((), summary, frame)
+
+
+class ProfileWork(_EngineWork[ProfileParams]):
+    """A QM profile of a source schema, or of one of its columns (seed 003 §5.6)."""
+
+    name = "qm.profile"
+    params_model = ProfileParams
+
+    def check(self, params: ProfileParams, window: DateWindow | None) -> Any:
+        schema = self.workspace.ac.schema(params.schema_name)
+        if params.column is not None:
+            schema.column_type(params.column)
+        return None
+
+    def compute(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        params: ProfileParams,
+        window: DateWindow | None,
+        _: Any,
+    ) -> WorkOutcome:
+        engine, backend = _with_backend(session)
+        profile: Any
+        if params.column is not None:
+            profile = engine.column_profile(params.schema_name, params.column, backend=backend)
+        else:
+            profile = engine.table_profile(params.schema_name, backend=backend)
+        entries = [
+            e
+            for e in engine.entries(Domain.QM)
+            if e.key.anchor[:1] == (params.schema_name,)
+            and (params.column is None or e.key.anchor[1:2] == (params.column,))
+        ]
+        summary = {"schema": params.schema_name, "column": params.column}
+        return WorkOutcome(entry_refs(entries), summary, profile)
+
+
+class RefreshWork(_EngineWork[RefreshParams]):
+    """Recompute the slices that crossed the stability cutoff (seed 003 §11). A dry run computes
+    them all and keeps nothing (the write guard), and its report says so."""
+
+    name = "engine.refresh"
+    params_model = RefreshParams
+
+    def compute(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        params: RefreshParams,
+        window: DateWindow | None,
+        _: Any,
+    ) -> WorkOutcome:
+        engine, backend = _with_backend(session)
+        report = engine.refresh(
+            backend=backend, provisional=params.provisional, late_updates=params.late_updates
+        )
+        if context.dry_run:
+            report = dataclasses.replace(report, dry_run=True)
+        summary = {
+            "cutoff": report.cutoff.isoformat() if report.cutoff else None,
+            "slices": sum(len(g.days) for g in report.groups),
+            "recomputed": report.recomputed,
+            "backend_calls": report.backend_calls,
+            "late_days": len(report.late_days),
+        }
+        return WorkOutcome((), summary, report)
+
+
+class EvictWork(_EngineWork[EvictParams]):
+    """Evict down to the byte budget (seed 003 §10). Choosing is the computation: a dry run chooses
+    and evicts nothing."""
+
+    name = "engine.evict"
+    params_model = EvictParams
+    needs_backend = False
+
+    def compute(
+        self,
+        session: Session,
+        context: ExecutionContext,
+        params: EvictParams,
+        window: DateWindow | None,
+        _: Any,
+    ) -> WorkOutcome:
+        engine, _backend = session
+        report = engine.enforce_budget(to_bytes=params.to_bytes, dry_run=context.dry_run)
+        summary = {
+            "policy": report.policy,
+            "budget": report.budget,
+            "units": len(report.evicted),
+            "bytes": sum(u.bytes for u in report.evicted),
+        }
+        return WorkOutcome((), summary, report)
+
+
+def engine_works(workspace: EngineWorkspace) -> tuple[Work, ...]:
+    """Every engine-backed work, bound to ``workspace``."""
+    return tuple(cls(workspace) for cls in _WORKS)
+
+
+_WORKS: tuple[type[_EngineWork[Any]], ...] = (ServeWork, QueryWork, ProfileWork, RefreshWork, EvictWork)
+
+
+def _with_backend(session: Session) -> tuple[MetricEngine, DataAPIBackend]:
+    engine, backend = session
+    assert backend is not None, "a work that reads the source sets needs_backend"
+    return engine, backend
+
+
+def _inside(entry: Any, window: DateWindow | None) -> bool:
+    day = entry.key.slice_day
+    return window is None or day is None or window.start <= day <= window.end
