@@ -122,6 +122,12 @@ def test_main_job_profiles_and_serves_the_fresh_sample_then_computes_nothing_new
         else:  # a cache_hint grain right after its family's base grain: a rollup of those slices
             assert kind == "rollup", (family, grain, detail)
     assert lines[-1].startswith("main job done in ") and "1 AC(s), 3 schemas / 19 columns" in lines[-1]
+    # Every step went through the execution door and is in the ledger, projected and announced.
+    steps = 3 + len(grains) + 1  # profiles, serves, the refresh
+    events = 2 * steps + 2  # StepStarted/StepCompleted each, RunStarted, RunCompleted
+    (ledger,) = [line for line in lines if line.startswith("ledger: ")]
+    assert f"COMPLETED ({steps} steps); the projector applied {events} event(s)" in ledger, ledger
+    assert f"the outbox delivered {events} message(s)" in ledger, ledger
 
     again, lines = run(acs_dir, home)
 

@@ -100,7 +100,9 @@ def event_message(stored: StoredEvent) -> OutboxMessage:
     return OutboxMessage(key=event_message_key(event.idempotency_key), topic=EVENT_TOPIC, payload=payload)
 
 
-def stored_event_from_row(row: RowMapping | Mapping[str, Any], *, plan_version: str | None = None) -> StoredEvent:
+def stored_event_from_row(
+    row: RowMapping | Mapping[str, Any], *, plan_version: str | None = None
+) -> StoredEvent:
     """Rebuild a :class:`StoredEvent` from a ``ledger_run_events`` row mapping (``row._mapping``).
 
     Attempt ids are stored as strings (seed DDL) and parsed back; timestamps come back in UTC.

@@ -187,6 +187,7 @@ class ProfileWork(_EngineWork[ProfileParams]):
         _: Any,
     ) -> WorkOutcome:
         engine, backend = _with_backend(session)
+        before = len(engine.entries(Domain.QM))
         profile: Any
         if params.column is not None:
             profile = engine.column_profile(params.schema_name, params.column, backend=backend)
@@ -198,7 +199,11 @@ class ProfileWork(_EngineWork[ProfileParams]):
             if e.key.anchor[:1] == (params.schema_name,)
             and (params.column is None or e.key.anchor[1:2] == (params.column,))
         ]
-        summary = {"schema": params.schema_name, "column": params.column}
+        summary = {
+            "schema": params.schema_name,
+            "column": params.column,
+            "entries_computed": len(engine.entries(Domain.QM)) - before,  # the rest came from memory
+        }
         return WorkOutcome(entry_refs(entries), summary, profile)
 
 

@@ -12,8 +12,9 @@ import dataclasses
 import datetime as dt
 import getpass
 import logging
+import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from metric_platform import write_guard
@@ -41,6 +42,8 @@ def batch_context(
     dry_run: bool = False,
     mode: ExecutionMode = ExecutionMode.MANUAL,
     run_id: str | None = None,
+    step_id: str | None = None,
+    logical_attempt_id: int = 1,
 ) -> ExecutionContext:
     """The batch adapter's context for ``work`` on the workspace's AC (a manual run by the user)."""
     ac = workspace.ac
@@ -56,43 +59,119 @@ def batch_context(
             triggered_by=_user() if mode is ExecutionMode.MANUAL else None,
             dry_run=dry_run,
             run_id=run_id,
+            step_id=step_id,
+            logical_attempt_id=logical_attempt_id,
             plan_version=plan_version(ac, work, params),
         )
     )
 
 
 def run_work(workspace: EngineWorkspace, context: ExecutionContext) -> ExecutionResult:
-    """Execute ``context`` with the workspace's works, recorded in the platform database's ledger."""
+    """Execute ``context`` as a one-step run of its own, recorded in the platform database's ledger."""
     works = engine_works(workspace)
     # An invalid context fails here, before the ledger is opened or RunStarted recorded (AC-2).
     context = MetricExecutionEngine(works, recorder=None).validate(context)
-    with write_guard.dry_run(context.dry_run) as suppressed, _recorder(workspace) as recorder:
-        engine = MetricExecutionEngine(works, recorder=recorder)
-        identity = context.identity
-
-        def record(status: EventType, **data: JSONValue) -> None:
-            recorder.record_run_status(
-                identity.run_id,
-                status,
-                data={"work": context.work, **data},
-                plan_version=identity.plan_version,
-                logical_attempt_id=identity.logical_attempt_id,
-            )
-
-        record(EventType.RUN_STARTED)
-        try:
-            result = engine.execute(context)
-        except BaseException as exc:
-            try:
-                cause = {"code": type(exc).__name__, "message": str(exc)[:2000], "retryable": False}
-                record(EventType.RUN_FAILED, rootCause=cause)
-            except Exception:  # the work's own error is what the user needs to see
-                log.exception("could not record RunFailed for run %s", identity.run_id)
-            raise
-        record(EventType.RUN_COMPLETED)
-    if suppressed is not None:  # the run's own events count too, not only the step's writes
-        result = dataclasses.replace(result, suppressed=dict(suppressed.counts))
+    identity = context.identity
+    with LedgerRun(
+        workspace,
+        run_id=identity.run_id,
+        plan_version=identity.plan_version,
+        logical_attempt_id=identity.logical_attempt_id,
+        dry_run=context.dry_run,
+        label=context.work,
+    ) as run:
+        result = run.execute_context(context)
+    if run.suppressed is not None:  # the run's own events count too, not only the step's writes
+        result = dataclasses.replace(result, suppressed=dict(run.suppressed.counts))
     return result
+
+
+class LedgerRun:
+    """One ledger run of one or more steps on a workspace (the CLI's commands, the main job).
+
+    RunStarted is recorded on entry and RunCompleted or RunFailed on exit (for Dagster runs,
+    run-status sensors record them instead: ``defs/ledger_sensors.py``). Under a dry run all of it,
+    ledger included, runs inside the write guard: nothing is created or written.
+    """
+
+    def __init__(
+        self,
+        workspace: EngineWorkspace,
+        *,
+        run_id: str | None = None,
+        plan_version: str = "",
+        logical_attempt_id: int = 1,
+        mode: ExecutionMode = ExecutionMode.MANUAL,
+        dry_run: bool = False,
+        label: str = "",
+    ) -> None:
+        self.workspace = workspace
+        self.run_id = run_id or str(uuid.uuid4())
+        self.plan_version = plan_version
+        self.logical_attempt_id = logical_attempt_id
+        self.mode = mode
+        self.dry_run = dry_run
+        self.label = label
+        self.suppressed: write_guard.SuppressedWrites | None = None
+        self._stack = ExitStack()
+        self._engine: MetricExecutionEngine | None = None
+        self._recorder: LedgerRecorder | None = None
+
+    def __enter__(self) -> LedgerRun:
+        with ExitStack() as stack:
+            self.suppressed = stack.enter_context(write_guard.dry_run(self.dry_run))
+            self._recorder = stack.enter_context(_recorder(self.workspace))
+            self._engine = MetricExecutionEngine(engine_works(self.workspace), recorder=self._recorder)
+            self._record(EventType.RUN_STARTED)
+            self._stack = stack.pop_all()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
+        with self._stack:
+            if exc is None:
+                self._record(EventType.RUN_COMPLETED)
+                return
+            cause = {"code": type(exc).__name__, "message": str(exc)[:2000], "retryable": False}
+            try:
+                self._record(EventType.RUN_FAILED, rootCause=cause)
+            except Exception:  # the work's own error is what the user needs to see
+                log.exception("could not record RunFailed for run %s", self.run_id)
+
+    def execute(
+        self,
+        work: str,
+        params: Mapping[str, Any],
+        *,
+        days: tuple[dt.date, dt.date] | None = None,
+        step_id: str | None = None,
+    ) -> ExecutionResult:
+        """Run ``work`` as a step of this run (the batch adapter builds its context)."""
+        context = batch_context(
+            self.workspace,
+            work,
+            params,
+            days=days,
+            dry_run=self.dry_run,
+            mode=self.mode,
+            run_id=self.run_id,
+            step_id=step_id,
+            logical_attempt_id=self.logical_attempt_id,
+        )
+        return self.execute_context(context)
+
+    def execute_context(self, context: ExecutionContext) -> ExecutionResult:
+        assert self._engine is not None, "use LedgerRun as a context manager"
+        return self._engine.execute(context)
+
+    def _record(self, status: EventType, **data: JSONValue) -> None:
+        assert self._recorder is not None
+        self._recorder.record_run_status(
+            self.run_id,
+            status,
+            data={"label": self.label, **data},
+            plan_version=self.plan_version,
+            logical_attempt_id=self.logical_attempt_id,
+        )
 
 
 @contextmanager
