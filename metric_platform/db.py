@@ -40,6 +40,18 @@ BUSY_TIMEOUT_MS = 30_000
 # A source session never writes.
 SOURCE_SESSION_OPTIONS = "-c default_transaction_read_only=on"
 _WRITE_OPTION = "mp_write"
+# Statement and lock timeouts only help once the server answers: a host that accepts the TCP
+# connection and then says nothing (a half-dead proxy, a blackholed route) would hold a caller
+# with a latency budget (the ledger's, seed 004 §5) for minutes. libpq's connect_timeout bounds the
+# whole connection start-up and TCP keepalives notice a peer that went away mid-session. These are
+# defaults: a URL's own query parameters (``?connect_timeout=20``) win (see ``_pg_connect_args``).
+PG_CONNECT_ARGS: dict[str, int] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 
 def create_db_engine(url: str, *, read_only: bool = False) -> Engine:
@@ -54,10 +66,19 @@ def create_db_engine(url: str, *, read_only: bool = False) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         return _create_sqlite_engine(parsed, read_only=read_only)
     if not read_only:
-        return sa.create_engine(parsed, pool_pre_ping=True)
-    engine = sa.create_engine(with_session_options(parsed, SOURCE_SESSION_OPTIONS), pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args=_pg_connect_args(parsed))
+    engine = sa.create_engine(
+        with_session_options(parsed, SOURCE_SESSION_OPTIONS),
+        pool_pre_ping=True,
+        connect_args=_pg_connect_args(parsed),
+    )
     event.listen(engine, "connect", _on_pg_source_connect)
     return engine
+
+
+def _pg_connect_args(url: URL) -> dict[str, int]:
+    # SQLAlchemy lets connect_args override the URL's query: pass only what the URL leaves unset.
+    return {k: v for k, v in PG_CONNECT_ARGS.items() if k not in url.query}
 
 
 def with_session_options(url: URL, options: str, *, environ: Mapping[str, str] | None = None) -> URL:

@@ -2,8 +2,8 @@
 
 - ``runId``: the root run id, so a re-execution ("from failure", "all steps") joins the ledger run
   of the run it re-executes;
-- ``logicalAttemptId``: the run's position in its re-execution chain (1 for the original run, 2 for
-  its first re-execution, ...): an operator's retry is a new logical attempt;
+- ``logicalAttemptId``: the run's place in its re-execution group (1 for the original run, 2 for the
+  first re-execution created, ...): an operator's retry is a new logical attempt;
 - ``engineAttemptId``: Dagster's ``retry_number`` for the step (a ``RetryPolicy`` retry, i.e. a
   platform retry): not part of the idempotency key, so the retry deduplicates its StepStarted;
 - ``stepId``: the step key, plus the partition key range when the step is partitioned.
@@ -11,32 +11,28 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import dagster as dg
 
 from metric_platform.execution.context import RunIdentity
-
-# A chain longer than this is a loop in the run storage, not a real re-execution history.
-_MAX_CHAIN = 1000
-
-
-class _RunLookup(Protocol):
-    def get_run_by_id(self, run_id: str) -> dg.DagsterRun | None: ...
 
 
 def root_run_id(run: dg.DagsterRun) -> str:
     return run.root_run_id or run.run_id
 
 
-def chain_position(run: dg.DagsterRun, instance: _RunLookup) -> int:
-    """1 for a run that re-executes nothing, n + 1 for the n-th re-execution down the chain."""
-    position = 1
-    current: dg.DagsterRun | None = run
-    while current is not None and current.parent_run_id and position < _MAX_CHAIN:
-        position += 1
-        current = instance.get_run_by_id(current.parent_run_id)
-    return position
+def attempt_position(run: dg.DagsterRun, instance: dg.DagsterInstance) -> int:
+    """1 for an original run; for a re-execution, its place among the runs of its root's group in
+    creation order. Two re-executions of one parent ("from failure" twice) thus get different
+    logical attempts, where their depth in the parent chain would be equal."""
+    if run.root_run_id is None or run.root_run_id == run.run_id:
+        return 1
+    group = instance.get_run_group(run.run_id)
+    runs = list(group[1]) if group is not None else [run]
+    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[r.run_id for r in runs]))
+    ordered = [r.dagster_run.run_id for r in sorted(records, key=lambda r: r.storage_id)]
+    if run.run_id not in ordered:  # the run storage lost it: still a re-execution, after the root
+        return max(2, len(ordered) + 1)
+    return ordered.index(run.run_id) + 1
 
 
 def step_id(step_key: str, partition_range: tuple[str, str] | None) -> str:
@@ -59,7 +55,7 @@ def step_identity(
     return RunIdentity(
         run_id=root_run_id(run),
         step_id=step_id(step_key, partitions),
-        logical_attempt_id=chain_position(run, context.instance),
+        logical_attempt_id=attempt_position(run, context.instance),
         engine_attempt_id=context.retry_number,
         plan_version=plan_version,
     )

@@ -1,20 +1,36 @@
 """Run-status sensors that write the ledger's Run* events (seed 004 §1.2, issue 5 item 10).
 
 Run events come from Dagster's view of the run, not from inside ``execute()``, so a run that dies
-where no step code runs (killed, cancelled, out of memory, a failed launch) is still recorded. A
-sensor may see the same run twice (a restarted daemon, a cursor reset): the event's idempotency key
-is the same, so the ledger keeps one.
+where no step code runs (killed, cancelled, out of memory, a failed launch) is still recorded.
+
+Two properties matter here:
+
+- *Idempotent*: a sensor may see the same run twice (a restarted daemon, a cursor reset); the
+  event's idempotency key and payload are the same, so the ledger keeps one.
+- *Durable*: Dagster advances a run-status sensor's cursor even when its function raises, so a
+  ledger that is briefly down would lose the event for good. An event that cannot be appended is
+  written to the local spool instead, and every tick first replays the spool.
+
+Runs tagged as dry runs (:data:`DRY_RUN_TAG`) are not recorded: a dry run writes nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from metric_platform.defs.ledger_identity import _RunLookup, chain_position, root_run_id
+from metric_platform.defs.ledger_identity import attempt_position, root_run_id
+from metric_platform.errors import StorageError
 from metric_platform.ledger.events import RUN_STEP, EventIdentity, EventType, JSONValue, NewEvent
-from metric_platform.ledger.store import AppendResult, RunEventStore
+from metric_platform.ledger.spool import Spool
+from metric_platform.ledger.store import RunEventStore
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_TAG = "metric_platform/dry_run"
 
 RUN_EVENTS: dict[dg.DagsterRunStatus, EventType] = {
     dg.DagsterRunStatus.STARTED: EventType.RUN_STARTED,
@@ -25,66 +41,122 @@ RUN_EVENTS: dict[dg.DagsterRunStatus, EventType] = {
 
 
 def run_event(
-    run: dg.DagsterRun, status: dg.DagsterRunStatus, instance: _RunLookup, *, message: str | None = None
+    run: dg.DagsterRun,
+    status: dg.DagsterRunStatus,
+    instance: dg.DagsterInstance,
+    *,
+    message: str | None = None,
 ) -> NewEvent:
-    """The Run* event for ``run`` reaching ``status``; its data holds no clock reading, so the
-    same transition always has the same payload."""
+    """The Run* event for ``run`` reaching ``status``. Its data holds no clock reading, so the same
+    transition always has the same payload; ``emitted_at`` is when Dagster saw the transition."""
     event_type = RUN_EVENTS[status]
     identity = EventIdentity(
         run_id=root_run_id(run),
         step_id=RUN_STEP,
-        logical_attempt_id=chain_position(run, instance),
+        logical_attempt_id=attempt_position(run, instance),
         engine_attempt_id=0,
         plan_version=run.job_snapshot_id or run.job_name,
     )
     data: dict[str, JSONValue] = {"job": run.job_name, "dagsterRunId": run.run_id}
     if message and event_type in (EventType.RUN_FAILED, EventType.RUN_CANCELLED):
         data["rootCause"] = {"code": f"DAGSTER_RUN_{status.value}", "message": message, "retryable": False}
-    ref = {"dagsterRunId": run.run_id, "jobName": run.job_name, "parentRunId": run.parent_run_id}
-    return NewEvent(identity=identity, event_type=event_type, data=data, engine_run_ref=ref)
+    ref: dict[str, JSONValue] = {
+        "dagsterRunId": run.run_id,
+        "jobName": run.job_name,
+        "parentRunId": run.parent_run_id,
+    }
+    return NewEvent(
+        identity=identity,
+        event_type=event_type,
+        data=data,
+        emitted_at=_transition_time(run, status, instance),
+        engine_run_ref=ref,
+    )
 
 
 def record_run_status(
-    store: RunEventStore,
+    open_store: Callable[[], RunEventStore],
     run: dg.DagsterRun,
     status: dg.DagsterRunStatus,
-    instance: _RunLookup,
+    instance: dg.DagsterInstance,
     *,
+    spool: Spool | None = None,
     message: str | None = None,
-) -> AppendResult:
-    return store.append(run_event(run, status, instance, message=message))
+) -> str:
+    """Append the run's status event (after replaying what the spool holds); if the ledger cannot
+    take it, spool it. Returns what happened, for the sensor's log."""
+    if run.tags.get(DRY_RUN_TAG) == "true":
+        return "dry run: not recorded"
+    event = run_event(run, status, instance, message=message)
+    try:
+        store = open_store()
+    except StorageError as exc:
+        return _spooled(spool, event, exc)
+    try:
+        if spool is not None and spool.pending():
+            replayed = spool.replay(store)
+            log.info("ledger: replayed %d spooled event(s)", replayed.replayed)
+        return str(store.append(event).outcome)
+    except StorageError as exc:
+        return _spooled(spool, event, exc)
+    finally:
+        store.close()
 
 
 def ledger_run_status_sensors(
     open_store: Callable[[], RunEventStore],
     *,
+    spool: Spool | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> Sequence[dg.RunStatusSensorDefinition]:
     """One sensor per run status the ledger records, each appending through ``open_store()``."""
-    return [_sensor(status, open_store, default_status) for status in RUN_EVENTS]
+    return [_sensor(status, open_store, spool, default_status) for status in RUN_EVENTS]
 
 
 def _sensor(
     status: dg.DagsterRunStatus,
     open_store: Callable[[], RunEventStore],
+    spool: Spool | None,
     default_status: dg.DefaultSensorStatus,
 ) -> dg.RunStatusSensorDefinition:
+    event_type = RUN_EVENTS[status]
+
     @dg.run_status_sensor(
         run_status=status,
         name=f"ledger_run_{status.value.lower()}",
-        description=f"Records {RUN_EVENTS[status].value} in the ledger when a run reaches {status.value}.",
+        description=f"Records {event_type.value} in the ledger when a run reaches {status.value}.",
         default_status=default_status,
     )
     def _record(context: dg.RunStatusSensorContext) -> None:
-        store = open_store()
-        try:
-            result = record_run_status(
-                store, context.dagster_run, status, context.instance, message=context.dagster_event.message
-            )
-        finally:
-            store.close()
-        context.log.info(
-            f"ledger: {RUN_EVENTS[status].value} for run {context.dagster_run.run_id}: {result.outcome}"
+        run = context.dagster_run
+        outcome = record_run_status(
+            open_store, run, status, context.instance, spool=spool, message=context.dagster_event.message
         )
+        context.log.info(f"ledger: {event_type.value} for run {run.run_id}: {outcome}")
 
     return _record
+
+
+def _spooled(spool: Spool | None, event: NewEvent, exc: StorageError) -> str:
+    if spool is None:
+        raise exc
+    spool.put(event)
+    log.warning(
+        "ledger unavailable (%s): %s of run %s spooled for replay",
+        exc,
+        event.event_type,
+        event.identity.run_id,
+    )
+    return "spooled"
+
+
+def _transition_time(
+    run: dg.DagsterRun, status: dg.DagsterRunStatus, instance: dg.DagsterInstance
+) -> dt.datetime:
+    record = instance.get_run_record_by_id(run.run_id)
+    seconds = None
+    if record is not None:
+        seconds = record.start_time if status is dg.DagsterRunStatus.STARTED else record.end_time
+    if seconds is None:
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)

@@ -30,9 +30,17 @@ from metric_platform.errors import UserError, did_you_mean
 from metric_platform.execution import run_log
 from metric_platform.execution.context import ExecutionContext, InvalidContextError, build_context
 from metric_platform.execution.results import ExecutionResult, ExecutionStatus, StepError
-from metric_platform.execution.step_events import EventRecorder, step_completed, step_failed, step_started
+from metric_platform.execution.step_events import (
+    EventRecorder,
+    RecordLookup,
+    recorded_outcome,
+    step_completed,
+    step_completed_probe,
+    step_failed,
+    step_started,
+)
 from metric_platform.execution.work import PreparedWork, Work, WorkOutcome
-from metric_platform.ledger.events import NewEvent
+from metric_platform.ledger.events import NewEvent, StoredEvent
 
 Observer = Callable[[ExecutionResult], None]
 log = logging.getLogger(__name__)
@@ -92,18 +100,26 @@ class MetricExecutionEngine:
         outcome: WorkOutcome | None = None
         error: StepError | None = None
         suppressed: write_guard.SuppressedWrites | None = None
+        replayed_from: int | None = None
         try:
             with write_guard.dry_run(context.dry_run) as suppressed:
-                self._record(step_started(context))
-                try:
-                    produced = prepared.run()
-                    completed = step_completed(context, produced)
-                except Exception as exc:
-                    error = StepError.from_exception(exc)
-                    self._record_failure(context, error, exc)
-                    raise
-                self._record(completed)  # critical (seed 004 §5): if it raises, the step failed
-                outcome = produced
+                prior = None if context.dry_run else self._prior_completion(context)
+                if prior is not None:
+                    # This logical attempt completed before (a re-execution of the same context, a
+                    # platform retry after the outcome was recorded): the ledger's record is the
+                    # outcome; running the work again could only contradict it.
+                    outcome, replayed_from = recorded_outcome(prior), prior.run_seq
+                else:
+                    self._record(step_started(context))
+                    try:
+                        produced = prepared.run()
+                        completed = step_completed(context, produced)
+                    except Exception as exc:
+                        error = StepError.from_exception(exc)
+                        self._record_failure(context, error, exc)
+                        raise
+                    self._record(completed)  # critical (seed 004 §5): if it raises, the step failed
+                    outcome = produced
         except BaseException as exc:
             error = error or StepError.from_exception(exc)
             raise
@@ -117,6 +133,7 @@ class MetricExecutionEngine:
                 duration_ms=(time.perf_counter() - started) * 1000,
                 suppressed=None if suppressed is None else dict(suppressed.counts),
                 error=None if outcome is not None else error,
+                replayed_from_seq=replayed_from,
             )
             run_log.log_end(out, result)
             self._notify(result)
@@ -151,6 +168,13 @@ class MetricExecutionEngine:
             msg = f"unknown work {context.work!r}{hint} (this engine runs: {known})"
             raise InvalidContextError(msg)
         return work
+
+    def _prior_completion(self, context: ExecutionContext) -> StoredEvent | None:
+        """The StepCompleted already recorded for this context's identity, if the recorder can look."""
+        recorder = self._recorder
+        if not isinstance(recorder, RecordLookup):
+            return None
+        return recorder.recorded(step_completed_probe(context))
 
     def _record(self, event: NewEvent) -> None:
         if self._recorder is not None:

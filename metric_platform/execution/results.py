@@ -72,6 +72,9 @@ class ExecutionResult:
     duration_ms: float
     suppressed: Mapping[str, int] | None = None
     error: StepError | None = None
+    # Set when the step had completed before under the same identity: the outcome is the ledger's
+    # record (artifacts and summary, no value) and the work did not run again.
+    replayed_from_seq: int | None = None
 
     @property
     def ok(self) -> bool:

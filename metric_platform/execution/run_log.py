@@ -63,6 +63,9 @@ def log_end(logger: logging.Logger, result: ExecutionResult) -> None:
         extra["error"] = result.error.to_json()
     level = logging.INFO if result.status is ExecutionStatus.COMPLETED else logging.ERROR
     message = end_message(result.context, result.status, result.suppressed)
+    if result.replayed_from_seq is not None:
+        extra["replayed_from_seq"] = result.replayed_from_seq
+        message += f"; completed before (ledger runSeq {result.replayed_from_seq}): not run again"
     logger.log(level, message, extra={EXTRA_KEY: extra})
 
 

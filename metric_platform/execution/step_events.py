@@ -9,13 +9,21 @@ clock readings, attempt ids or correlation ids in ``data``; those live in the ev
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
 
 from metric_platform.errors import InternalError
 from metric_platform.execution.context import ExecutionContext
 from metric_platform.execution.results import StepError
 from metric_platform.execution.work import WorkOutcome
-from metric_platform.ledger.events import ArtifactRef, EventType, JSONValue, NewEvent, canonical_json
+from metric_platform.ledger.events import (
+    ArtifactRef,
+    EventType,
+    JSONValue,
+    NewEvent,
+    StoredEvent,
+    canonical_json,
+)
 
 
 class EventRecorder(Protocol):
@@ -68,6 +76,31 @@ def step_completed(context: ExecutionContext, outcome: WorkOutcome) -> NewEvent:
         "summary": summary,
     }
     return _event(context, EventType.STEP_COMPLETED, data)
+
+
+@runtime_checkable
+class RecordLookup(Protocol):
+    """A recorder that can also say whether an event's idempotency key is recorded already."""
+
+    def recorded(self, event: NewEvent) -> StoredEvent | None: ...
+
+
+def step_completed_probe(context: ExecutionContext) -> NewEvent:
+    """An event with the identity (hence the key) of this context's StepCompleted."""
+    return _event(context, EventType.STEP_COMPLETED, {})
+
+
+def recorded_outcome(event: StoredEvent) -> WorkOutcome:
+    """The outcome a recorded StepCompleted describes (its value is not recorded: seed 004 §2)."""
+    data = event.event.data
+    raw = data.get("artifacts")
+    artifacts = (
+        tuple(ArtifactRef.from_json(a) for a in raw if isinstance(a, Mapping))
+        if isinstance(raw, list)
+        else ()
+    )
+    summary = data.get("summary")
+    return WorkOutcome(artifacts, dict(summary) if isinstance(summary, Mapping) else {}, None)
 
 
 def step_failed(context: ExecutionContext, error: StepError) -> NewEvent:

@@ -124,6 +124,9 @@ def canonical_json(value: JSONValue) -> str:
 # message) without contradicting the first record, which stays the one the ledger keeps.
 _DESCRIPTIVE: dict[EventType, frozenset[str]] = {
     EventType.STEP_COMPLETED: frozenset({"summary"}),
+    # One logical attempt fails once: a platform retry failing again, with whatever error, is
+    # the same failure (the first error stays the recorded one).
+    EventType.STEP_FAILED: frozenset({"error"}),
     EventType.RUN_FAILED: frozenset({"rootCause"}),
     EventType.RUN_CANCELLED: frozenset({"rootCause"}),
 }
@@ -131,12 +134,10 @@ _DESCRIPTIVE: dict[EventType, frozenset[str]] = {
 
 def semantic_payload(event_type: EventType | str, data: Mapping[str, JSONValue]) -> str:
     """What two appends with one idempotency key must agree on, as canonical JSON: ``data`` without
-    its descriptive parts (a StepCompleted's ``summary``, a Run* ``rootCause``) and, for a
-    StepFailed, only the error's code. Attempt ids and timestamps are never in ``data``."""
+    its descriptive parts (a StepCompleted's ``summary``, a StepFailed's ``error``, a Run*
+    ``rootCause``). Attempt ids and timestamps are never in ``data``."""
     kind = EventType(event_type)
     kept: dict[str, JSONValue] = {k: v for k, v in data.items() if k not in _DESCRIPTIVE.get(kind, ())}
-    if kind is EventType.STEP_FAILED and isinstance(kept.get("error"), Mapping):
-        kept["error"] = {"code": kept["error"].get("code")}
     return canonical_json(kept)
 
 

@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import assert_never
+from typing import Protocol, assert_never, runtime_checkable
 
 from metric_platform import write_guard
 from metric_platform.errors import InternalError, InvalidRequestError, StorageError
@@ -32,6 +32,7 @@ from metric_platform.ledger.events import (
     EventType,
     JSONValue,
     NewEvent,
+    StoredEvent,
 )
 from metric_platform.ledger.spool import EventAppender, ReplayReport, Spool
 from metric_platform.ledger.store import AppendOutcome
@@ -43,6 +44,11 @@ _LOG = logging.getLogger(__name__)
 RUN_STATUS_EVENTS: frozenset[EventType] = frozenset(
     {EventType.RUN_STARTED, EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED}
 )
+
+
+@runtime_checkable
+class _Lookup(Protocol):
+    def get(self, run_id: str, idempotency_key: str) -> StoredEvent | None: ...
 
 
 class RecordOutcome(StrEnum):
@@ -109,6 +115,19 @@ class LedgerRecorder:
                 return RecordOutcome.SUPPRESSED
             case unreachable:
                 assert_never(unreachable)
+
+    def recorded(self, event: NewEvent) -> StoredEvent | None:
+        """The stored event with ``event``'s idempotency key, if any (a read: no budget, no spool).
+        A ledger that cannot be read answers None: the step then runs, and its append decides."""
+        if not isinstance(self._store, _Lookup):
+            return None
+        try:
+            return self._store.get(event.identity.run_id, event.idempotency_key)
+        except StorageError as exc:
+            _LOG.warning(
+                "ledger: could not look up %s of run %s: %s", event.event_type, event.identity.run_id, exc
+            )
+            return None
 
     def record_run_status(
         self,
