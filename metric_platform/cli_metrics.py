@@ -192,7 +192,10 @@ def _kind_label(ac_file: Path) -> str:
 def run_serve(args: argparse.Namespace) -> int:
     params = {"family": args.metric, "anchor": list(_names(args.anchor)), "explain": args.explain}
     served = execute_command(args, load_source_ac(args), "engine.serve", params, days=_window(args))
-    _print(served.frame.collect(), args.format)
+    frame = served.frame.collect()
+    # The engine's row order is whatever its parallel group-by gave: print by the anchor.
+    anchor = [c for c in frame.columns if c != args.metric]
+    _print(frame.sort(anchor, nulls_last=True) if anchor else frame, args.format)
     if args.explain:
         _explain(served, file=sys.stderr if args.format != "table" else sys.stdout)
     return 0

@@ -17,7 +17,10 @@ from typing import Protocol
 from metric_platform.errors import InvalidRequestError, SourceError
 
 ENV_PROVIDER = "env"
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# POSIX names: letters, digits, underscores, not starting with a digit (an AC's ``url_env`` may be
+# lower case); tenant prefixes stay upper case.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PREFIX = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 _MASK = "***"
 
 
@@ -35,7 +38,7 @@ class SecretRef:
     def __post_init__(self) -> None:
         if not _ENV_NAME.match(self.name):
             msg = (
-                f"secret name {self.name!r} is invalid: use upper-case letters, digits and underscores, "
+                f"secret name {self.name!r} is invalid: use letters, digits and underscores, "
                 "not starting with a digit (e.g. WAREHOUSE_PASSWORD)"
             )
             raise InvalidRequestError(msg)
@@ -79,7 +82,7 @@ class EnvSecretsProvider:
     ) -> None:
         self._prefixes = dict(prefixes or {})
         for tenant, prefix in self._prefixes.items():
-            if not _ENV_NAME.match(prefix):
+            if not _PREFIX.match(prefix):
                 msg = (
                     f"the secret prefix {prefix!r} of tenant {tenant!r} is invalid: use upper-case "
                     "letters, digits and underscores (e.g. ACME_)"
