@@ -303,7 +303,7 @@ def _prune(settings: Settings, args: argparse.Namespace) -> int:
     verb = "would delete" if report.dry_run else "deleted"
     print(
         f"{verb} {report.runs_deleted} run(s) created before {args.before} ({report.events_deleted} events); "
-        f"kept {len(report.kept_unfinished)} unfinished"
+        f"kept {len(report.kept_unfinished)} unfinished and {len(report.kept_busy)} busy (retried next time)"
         + (
             f"; dropped partitions {', '.join(report.partitions_dropped)}"
             if report.partitions_dropped

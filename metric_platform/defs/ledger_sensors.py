@@ -93,7 +93,7 @@ def record_run_status(
     except StorageError as exc:
         return _spooled(spool, event, exc)
     try:
-        if spool is not None and spool.pending():
+        if spool is not None and spool.has_pending():
             replayed = spool.replay(store)
             log.info("ledger: replayed %d spooled event(s)", replayed.replayed)
         return str(store.append(event).outcome)

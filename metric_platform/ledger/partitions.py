@@ -5,7 +5,10 @@ that has no partition of its own, so an append never fails for want of one. Mont
 ``ledger_run_events_pYYYYMM`` are added ahead of time, never in the append path: ``CREATE TABLE
 ... PARTITION OF`` takes an ACCESS EXCLUSIVE lock on the parent (and scans the default partition),
 which would stall every concurrent append. They are made when the platform database is opened
-(:func:`metric_platform.platform_db.open_platform_db`: current month + 2) and by retention.
+(:func:`metric_platform.platform_db.open_platform_db`: current month + 2), by ``metric-platform
+ledger migrate`` and by retention. Even there the lock is requested under a lock timeout, because
+appends queue behind a waiting ACCESS EXCLUSIVE request: an open, which does this in passing,
+gives up after 200 ms; explicit maintenance waits up to 5 s (see ``platform_db/database.py``).
 
 A month whose rows already sit in the default partition (the platform ran across a month boundary
 without an open or a retention pass) is skipped: PostgreSQL refuses a partition that rows in the

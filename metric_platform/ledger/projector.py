@@ -49,6 +49,15 @@ Lag
 yet applied then: those the poll applied and those still waiting in halted runs. Above
 ``lag_threshold_s`` alert ``PROJECTOR_LAG_HIGH`` (P2) is raised.
 
+Retention
+---------
+Retention (``retention.py``) deletes a finished run's events, snapshot row and run row together.
+A snapshot is only written for a run whose ``ledger_runs`` row the batch holds (FOR KEY SHARE,
+taken before the snapshot row, the order retention locks them in): a snapshot written for a run
+pruned after its events were read would outlive it, and a later run of the same id, numbered from
+runSeq 1 again, would see its first events skipped. A run pruned and re-created between the read
+and the lock is recognised (its rows read are gone) and read again by run id.
+
 One projector per platform database: ``name`` keys the watermark row, whose lock serialises
 concurrent pollers of the same name; snapshot rows are locked too and never moved backwards.
 """
@@ -246,13 +255,17 @@ class Projector:
 
     def _resume_halted(self, conn: Connection, poll: _Poll) -> None:
         query = (
-            sa.select(run_snapshots)
+            sa.select(run_snapshots.c.run_id)
             .where(run_snapshots.c.halted_at_seq.is_not(None))
             .order_by(run_snapshots.c.run_id)
         )
-        for row in conn.execute(query if poll.dry else query.with_for_update()).mappings().all():
-            state = _state_from_row(row)
-            self._advance(conn, poll, state, self._read_run(conn, state.snapshot), direct=True)
+        halted = [str(run_id) for run_id in conn.execute(query).scalars()]
+        # Locked through _load, run row first: see _lock_runs.
+        states = self._load(conn, poll, halted)
+        for run_id in sorted(states):
+            state = states[run_id]
+            if state.halted is not None:  # else its gap closed, or its run was re-created, meanwhile
+                self._advance(conn, poll, state, self._read_run(conn, state.snapshot), direct=True)
 
     # -- discovery -----------------------------------------------------------------------------
 
@@ -277,9 +290,15 @@ class Projector:
         by_run: dict[str, list[StoredEvent]] = {}
         for row in rows:
             by_run.setdefault(str(row["run_id"]), []).append(stored_event_from_row(row))
+        # A run missing from ``states`` was pruned since its rows were read: no snapshot for it.
         states = self._load(conn, poll, sorted(by_run))
-        for run_id in sorted(by_run):
-            self._advance(conn, poll, states[run_id], by_run[run_id], direct=False)
+        recreated = self._recreated(conn, states, by_run)
+        for run_id in sorted(states):
+            if run_id in recreated:
+                events = self._read_run(conn, states[run_id].snapshot)
+                self._advance(conn, poll, states[run_id], events, direct=True)
+            else:
+                self._advance(conn, poll, states[run_id], by_run[run_id], direct=False)
         marks = [Watermark(int(r["tx_id"]), int(r["position"])) for r in rows]
         # Rows are in (tx_id, position) order, so the final ones (tx_id < xmin) come first.
         final = [m for m in marks if xmin is None or m.tx < xmin]
@@ -351,8 +370,11 @@ class Projector:
     # -- snapshot rows -------------------------------------------------------------------------
 
     def _load(self, conn: Connection, poll: _Poll, run_ids: Sequence[str]) -> dict[str, _RunState]:
+        """The state of each of ``run_ids`` (sorted) whose run row still exists, with its run row
+        and then its snapshot row locked (see :meth:`_lock_runs`); pruned runs are left out."""
+        live = self._lock_runs(conn, poll, run_ids)
         states: dict[str, _RunState] = {}
-        for chunk in _chunks(run_ids):
+        for chunk in _chunks(live):
             query = (
                 sa.select(run_snapshots)
                 .where(run_snapshots.c.run_id.in_(chunk))
@@ -360,11 +382,52 @@ class Projector:
             )
             for row in conn.execute(query if poll.dry else query.with_for_update()).mappings():
                 states[str(row["run_id"])] = _state_from_row(row)
-        for run_id in run_ids:
+        for run_id in live:
             if run_id in poll.touched:
                 states[run_id] = poll.touched[run_id]  # not written yet (or never: a dry run)
             states.setdefault(run_id, _RunState(RunSnapshot.initial(run_id), None))
         return states
+
+    def _lock_runs(self, conn: Connection, poll: _Poll, run_ids: Sequence[str]) -> list[str]:
+        """Lock the ``ledger_runs`` rows of ``run_ids`` (sorted) FOR KEY SHARE; those that exist.
+
+        A snapshot is written only for a run whose row this transaction holds: retention deletes
+        a run's events, snapshot and run row together, and a snapshot written for a pruned run
+        would outlive it and make the projector skip the first events of a later run of the same
+        id. KEY SHARE does not conflict with an append's row update, only with retention's
+        FOR UPDATE: a run row retention holds is waited for (then found gone), and retention
+        skips a run row the projector holds. Run rows are locked before snapshot rows, the order
+        retention takes them in. A no-op lock on SQLite, whose writers are serialised.
+        """
+        live: list[str] = []
+        for chunk in _chunks(run_ids):
+            query = sa.select(runs.c.run_id).where(runs.c.run_id.in_(chunk)).order_by(runs.c.run_id)
+            if not poll.dry:
+                query = query.with_for_update(read=True, key_share=True)
+            live.extend(str(run_id) for run_id in conn.execute(query).scalars())
+        return live
+
+    def _recreated(
+        self, conn: Connection, states: dict[str, _RunState], by_run: dict[str, list[StoredEvent]]
+    ) -> set[str]:
+        """Runs whose rows read by discovery are gone although the run row exists: pruned and
+        created anew (runSeq from 1) between that read and :meth:`_lock_runs` (PostgreSQL only;
+        SQLite's serialised writers cannot interleave). Such a run has no snapshot row (retention
+        deleted it), and its new events must be read by run id, not folded from the old ones.
+        """
+        if not self._postgres:
+            return set()
+        # A run pruned and re-created lost its snapshot row too: it is at its initial state.
+        firsts = {
+            run_id: by_run[run_id][0].position
+            for run_id, state in states.items()
+            if state.snapshot.last_event_seq == 0
+        }
+        found: set[int] = set()
+        for chunk in _chunks(sorted(firsts.values())):
+            query = sa.select(run_events.c.position).where(run_events.c.position.in_(chunk))
+            found.update(int(position) for position in conn.execute(query).scalars())
+        return {run_id for run_id, position in firsts.items() if position not in found}
 
     def _measure_lag(self, poll: _Poll) -> None:
         if poll.oldest_pending is not None:

@@ -66,6 +66,10 @@ run_events = sa.Table(
     sa.Column("event_type", sa.String(64), nullable=False),
     sa.Column("event_data", _JSON, nullable=False),
     sa.Column("idempotency_key", sa.CHAR(64), nullable=False),
+    # SHA-256 of the semantic payload text (``NewEvent.payload_text``) as appended: what a
+    # duplicate is compared by. ``event_data`` read back cannot serve: JSONB normalises numbers
+    # (1e16 comes back as 10000000000000000, -0.0 as 0.0), so its canonical text may differ.
+    sa.Column("semantic_sha256", sa.CHAR(64), nullable=False),
     sa.Column("emitted_at", _TS, nullable=False),
     sa.Column("persisted_at", _TS, nullable=False),
     sa.Column("adapter_version", sa.String(40), nullable=False),

@@ -11,8 +11,13 @@ the event's identity:
   (the append timed out on our side but committed) comes back as a DUPLICATE, never a second row;
 - a file is deleted only after its append committed: a crash mid-replay re-appends (a DUPLICATE)
   rather than losing the event;
-- a file that cannot be decoded, or whose event conflicts with the stored one, is moved to
-  ``corrupt/`` with a ``.reason.txt`` beside it and counted; it never stops the replay.
+- a file that cannot be decoded, whose event conflicts with the stored one, or whose append the
+  database refuses for good (a DataError or IntegrityError, e.g. a string holding a NUL character,
+  which PostgreSQL rejects) is moved to ``corrupt/`` with a ``.reason.txt`` beside it and counted;
+  it never stops the replay, so one bad file cannot hold back the files after it;
+- a transient failure (connection, timeout, lock: an OperationalError) stops the replay: the
+  ledger is unavailable, and every later append would wait out the same timeout. Any other
+  storage failure keeps the file for the next replay and goes on with the next one.
 
 A replayed event is persisted late (after the step's later events): the projector tolerates that.
 """
@@ -26,8 +31,11 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol, assert_never
+
+import sqlalchemy as sa
 
 from metric_platform import write_guard
 from metric_platform.errors import StorageError
@@ -53,8 +61,9 @@ class EventAppender(Protocol):
 @dataclass(frozen=True)
 class ReplayReport:
     """``replayed``: appended now; ``duplicates``: already in the ledger (file dropped); ``failed``:
-    appends that raised a storage error (the replay stops there: the store is down); ``quarantined``:
-    files moved to ``corrupt/``; ``remaining``: files still waiting (all of them in a dry run)."""
+    appends that raised a storage error and whose files were kept (the replay stops at a transient
+    one: the store is down); ``quarantined``: files moved to ``corrupt/``; ``remaining``: files
+    still waiting (all of them in a dry run)."""
 
     replayed: int = 0
     duplicates: int = 0
@@ -80,11 +89,16 @@ class Spool:
         """The spooled event files, by name (corrupt and temporary files excluded)."""
         if not self._dir.is_dir():
             return []
-        return sorted(
-            p
-            for p in self._dir.iterdir()
-            if p.suffix == _SUFFIX and not p.name.startswith(".") and p.is_file()
-        )
+        return sorted(p for p in self._dir.iterdir() if _is_event_file(p.name) and p.is_file())
+
+    def has_pending(self) -> bool:
+        """Whether any spooled event waits: stops at the first one and creates nothing, so a caller
+        can check before each append and replay only when there is something to replay."""
+        try:
+            with os.scandir(self._dir) as entries:
+                return any(_is_event_file(entry.name) and entry.is_file() for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
 
     def put(self, event: NewEvent) -> Path | None:
         """Write ``event`` to its file atomically and return the path; None in a dry run (nothing
@@ -134,9 +148,16 @@ class Spool:
                 quarantined += self._quarantine(path, f"conflicts with the event stored under its key: {exc}")
                 continue
             except StorageError as exc:
+                kind = failure_kind(exc)
+                if kind is FailureKind.PERMANENT:
+                    quarantined += self._quarantine(path, f"the ledger refuses this event: {exc}")
+                    continue
                 failed += 1
-                _LOG.warning("spool replay stopped, the ledger is unavailable: %s", exc)
-                break
+                if kind is FailureKind.TRANSIENT:
+                    _LOG.warning("spool replay stopped, the ledger is unavailable: %s", exc)
+                    break
+                _LOG.warning("spool file %s kept for a later replay: %s", path.name, exc)
+                continue
             match result.outcome:
                 case AppendOutcome.APPENDED:
                     replayed += 1
@@ -157,6 +178,11 @@ class Spool:
         if path.stem != event.idempotency_key:
             msg = f"the file is named {path.name} but holds the event with key {event.idempotency_key}"
             raise EventDecodeError(msg)
+        try:
+            event.payload_text  # noqa: B018 - the store refuses data that is not strict JSON (NaN)
+        except (TypeError, ValueError) as exc:
+            msg = f"its data is not strict JSON: {exc}"
+            raise EventDecodeError(msg) from exc
         return event
 
     def _quarantine(self, path: Path, reason: str) -> int:
@@ -188,6 +214,44 @@ class Spool:
             with contextlib.suppress(OSError):
                 if temp.stat().st_mtime < cutoff:
                     temp.unlink()
+
+
+class FailureKind(Enum):
+    TRANSIENT = "transient"  # the database is unavailable now: connection, timeout, lock
+    PERMANENT = "permanent"  # this event is refused, and always will be: data, integrity
+    UNKNOWN = "unknown"
+
+
+_TRANSIENT_DBAPI = frozenset({"OperationalError", "InterfaceError"})
+_PERMANENT_DBAPI = frozenset({"DataError", "IntegrityError"})
+
+
+def failure_kind(exc: StorageError) -> FailureKind:
+    """Whether ``exc`` (an append's failure) is worth retrying, from the driver error behind it.
+
+    The store translates driver errors into StorageError; the SQLAlchemy error is in the
+    ``__cause__`` chain, and its DB-API error (``.orig``) is classified by its PEP 249 class,
+    as SQLAlchemy itself does: psycopg's QueryCanceled, LockNotAvailable and DeadlockDetected are
+    OperationalErrors, its UntranslatableCharacter (``\u0000`` in JSONB) a DataError, as are
+    sqlite3's.
+    """
+    cause: BaseException | None = exc.__cause__
+    while cause is not None and not isinstance(cause, sa.exc.DBAPIError):
+        cause = cause.__cause__
+    if cause is None:
+        return FailureKind.UNKNOWN
+    if cause.connection_invalidated:
+        return FailureKind.TRANSIENT
+    names = {kind.__name__ for kind in (*type(cause).__mro__, *type(cause.orig).__mro__)}
+    if names & _TRANSIENT_DBAPI:
+        return FailureKind.TRANSIENT
+    if names & _PERMANENT_DBAPI:
+        return FailureKind.PERMANENT
+    return FailureKind.UNKNOWN
+
+
+def _is_event_file(name: str) -> bool:
+    return name.endswith(_SUFFIX) and not name.startswith(".")
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -16,7 +16,10 @@ One append, in one write transaction (``BEGIN IMMEDIATE`` on SQLite):
    nobody saw it) and compare payloads: the same semantic ``data`` (``events.semantic_payload``:
    canonical JSON without descriptive parts such as a StepCompleted's summary) → DUPLICATE, returning
    the ORIGINAL stored event (its runSeq, attempt ids, timestamps); different data →
-   :class:`LedgerConflictError`;
+   :class:`LedgerConflictError`. They are compared by the SHA-256 of that text, stored with the
+   row (``semantic_sha256``) when it was appended, not by re-reading ``event_data``: PostgreSQL's
+   JSONB normalises numbers (1e16 → 10000000000000000, -0.0 → 0.0), so the text of the stored
+   data may differ from what was appended without the data having changed;
 4. else enqueue the outbox messages in the same transaction: one ``ledger.event`` message
    announcing the event, plus the caller's.
 
@@ -35,6 +38,7 @@ idempotency key and event id.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -218,10 +222,17 @@ class RunEventStore:
         now = as_utc(now)
         identity = event.identity
         key = event.idempotency_key
+        semantic_sha256 = hashlib.sha256(payload.encode("utf-8")).hexdigest()
         run_epoch, run_seq = _claim_seq(conn, identity.run_id, now)
         emitted_at = as_utc(event.emitted_at)
         position = _insert_event(
-            conn, event, run_epoch=run_epoch, run_seq=run_seq, emitted_at=emitted_at, now=now
+            conn,
+            event,
+            run_epoch=run_epoch,
+            run_seq=run_seq,
+            emitted_at=emitted_at,
+            now=now,
+            semantic_sha256=semantic_sha256,
         )
         if position is None:
             # The key is already recorded. Give the claimed runSeq back before anything else (the
@@ -234,15 +245,16 @@ class RunEventStore:
                 .one()
             )
             # Compared as the event type defines it (events.semantic_payload): descriptive parts
-            # of data, such as a StepCompleted's summary, may differ between retries.
-            stored_payload = semantic_payload(found["event_type"], found["event_data"])
-            if stored_payload != payload:
+            # of data, such as a StepCompleted's summary, may differ between retries. By hash, as
+            # appended: the stored JSON may have been normalised (see the module docstring).
+            if str(found["semantic_sha256"]) != semantic_sha256:
                 raise LedgerConflictError(
                     run_id=identity.run_id,
                     step_id=identity.step_id,
                     event_type=str(event.event_type),
                     idempotency_key=key,
-                    stored_payload=stored_payload,
+                    # The stored data as the database returns it: for the message only.
+                    stored_payload=semantic_payload(found["event_type"], found["event_data"]),
                     new_payload=payload,
                 )
             original = stored_event_from_row(found, plan_version=identity.plan_version)
@@ -370,6 +382,7 @@ def _insert_event(
     run_seq: int,
     emitted_at: dt.datetime,
     now: dt.datetime,
+    semantic_sha256: str,
 ) -> int | None:
     """Insert the event row; its position, or None when its idempotency key is already recorded."""
     identity = event.identity
@@ -385,6 +398,7 @@ def _insert_event(
         "event_type": str(event.event_type),
         "event_data": dict(event.data),
         "idempotency_key": event.idempotency_key,
+        "semantic_sha256": semantic_sha256,
         "emitted_at": emitted_at,
         "persisted_at": now,
         "adapter_version": event.adapter_version,

@@ -6,7 +6,9 @@ alert tables, so that a result and the events announcing it commit in one transa
 from __future__ import annotations
 
 from metric_platform.platform_db.database import (
+    MAINTENANCE_PARTITION_LOCK_TIMEOUT_MS,
     MIGRATIONS,
+    OPEN_PARTITION_LOCK_TIMEOUT_MS,
     PARTITION_MONTHS_AHEAD,
     VERSION_TABLE,
     maintain_partitions,
@@ -15,7 +17,9 @@ from metric_platform.platform_db.database import (
 )
 
 __all__ = [
+    "MAINTENANCE_PARTITION_LOCK_TIMEOUT_MS",
     "MIGRATIONS",
+    "OPEN_PARTITION_LOCK_TIMEOUT_MS",
     "PARTITION_MONTHS_AHEAD",
     "VERSION_TABLE",
     "maintain_partitions",

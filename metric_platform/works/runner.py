@@ -18,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from metric_platform import write_guard
+from metric_platform.errors import StorageError
 from metric_platform.execution.adapters import BatchParams, run_batch
 from metric_platform.execution.context import ExecutionContext, ExecutionMode
 from metric_platform.execution.engine import MetricExecutionEngine
@@ -128,6 +129,7 @@ class LedgerRun:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, _tb: object) -> None:
         with self._stack:
+            self._replay_spool()
             if exc is None:
                 self._record(EventType.RUN_COMPLETED)
                 return
@@ -162,6 +164,21 @@ class LedgerRun:
     def execute_context(self, context: ExecutionContext) -> ExecutionResult:
         assert self._engine is not None, "use LedgerRun as a context manager"
         return self._engine.execute(context)
+
+    def _replay_spool(self) -> None:
+        """Events that failed open (seed 004 §5) wait in the local spool: replay them while the
+        ledger is reachable, before this run's last event."""
+        assert self._recorder is not None
+        if self.dry_run or not Spool(self.workspace.settings.spool_dir).has_pending():
+            return
+        try:
+            report = self._recorder.replay_spool()
+        except StorageError as exc:
+            log.warning("ledger: the spool could not be replayed now (%s); it stays for the next run", exc)
+            return
+        log.info(
+            "ledger: replayed %d spooled event(s) (%d already recorded)", report.replayed, report.duplicates
+        )
 
     def _record(self, status: EventType, **data: JSONValue) -> None:
         assert self._recorder is not None

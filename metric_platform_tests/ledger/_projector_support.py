@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -151,6 +152,7 @@ def event_row(
         "event_type": str(event.event_type),
         "event_data": dict(event.data),
         "idempotency_key": event.idempotency_key,
+        "semantic_sha256": hashlib.sha256(event.payload_text.encode("utf-8")).hexdigest(),
         "emitted_at": event.emitted_at,
         "persisted_at": persisted_at,
         "adapter_version": event.adapter_version,

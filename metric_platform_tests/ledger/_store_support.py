@@ -27,8 +27,11 @@ def step_event(
     return NewEvent(identity, event_type, data if data is not None else {"step": step_id})
 
 
-def run_event(run_id: str, event_type: EventType, *, data: dict[str, Any] | None = None) -> NewEvent:
-    return NewEvent(EventIdentity(run_id, plan_version="plan-1"), event_type, data or {})
+def run_event(
+    run_id: str, event_type: EventType, *, data: dict[str, Any] | None = None, logical: int = 1
+) -> NewEvent:
+    identity = EventIdentity(run_id, logical_attempt_id=logical, plan_version="plan-1")
+    return NewEvent(identity, event_type, data or {})
 
 
 def writer_events(writer: int, count: int, runs: int) -> list[NewEvent]:

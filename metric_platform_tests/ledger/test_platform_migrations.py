@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import threading
+import time
 import tomllib
 import uuid
 from pathlib import Path
@@ -21,6 +23,7 @@ from metric_platform import write_guard
 from metric_platform.db import create_db_engine, is_in_memory, write_transaction
 from metric_platform.errors import StorageError
 from metric_platform.ledger import partitions
+from metric_platform.ledger.events import EventType
 from metric_platform.ledger.schema import metadata, run_events
 from metric_platform.ledger.store import AppendOutcome, RunEventStore
 from metric_platform.platform_db import (
@@ -292,18 +295,100 @@ def test_partitions_are_made_ahead_skipped_when_the_default_holds_their_month_an
 
 
 @pytest.mark.postgres
-def test_a_busy_ledger_delays_partition_creation_instead_of_blocking_the_open(
-    pg_platform_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(platform_database, "_PARTITION_LOCK_TIMEOUT_MS", 300)
+def test_a_busy_ledger_delays_partition_creation_instead_of_blocking_the_caller(pg_platform_url: str) -> None:
     engine = create_db_engine(pg_platform_url)
     try:
         store = RunEventStore(engine)
         with write_transaction(engine) as holder:  # an append in flight holds the parent table
             store.append_in(holder, step_event("run-b", "s1"))
-            assert maintain_partitions(engine, today=dt.date(2030, 1, 1)) == []
+            assert maintain_partitions(engine, today=dt.date(2030, 1, 1), lock_timeout_ms=300) == []
         created = maintain_partitions(engine, today=dt.date(2030, 1, 1))
         assert created == [partitions.partition_name(dt.date(2030, m, 1)) for m in (1, 2, 3)]
+    finally:
+        engine.dispose()
+
+
+def _drop_the_furthest_partition(engine: sa.Engine) -> str:
+    """Make the open find a month without its partition (the one two months ahead, empty)."""
+    month = partitions.add_months(partitions.month_start(partitions.utc_today()), 2)
+    name = partitions.partition_name(month)
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+    return name
+
+
+def _waiting_for_the_table(engine: sa.Engine) -> bool:
+    """Whether some session waits for ACCESS EXCLUSIVE on ledger_run_events (in this schema)."""
+    with engine.connect() as conn:
+        return bool(
+            conn.execute(
+                sa.text(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted "
+                    "AND mode = 'AccessExclusiveLock' AND relation = to_regclass('ledger_run_events'))"
+                )
+            ).scalar_one()
+        )
+
+
+@pytest.mark.postgres
+def test_an_open_gives_up_on_a_partition_quickly_so_appends_keep_their_budget(pg_platform_url: str) -> None:
+    """An open missing a month's partition requests ACCESS EXCLUSIVE on the ledger; while an append
+    is in flight that request waits, and every later append waits behind it. The open's short lock
+    timeout bounds that: a StepCompleted with seed 004's 3 s budget still gets in."""
+    engine = create_db_engine(pg_platform_url)
+    try:
+        missing = _drop_the_furthest_partition(engine)
+        store = RunEventStore(engine)
+        opened: list[float] = []
+
+        def open_and_time() -> None:
+            started = time.monotonic()
+            open_platform_db(pg_platform_url).dispose()
+            opened.append(time.monotonic() - started)
+
+        with write_transaction(engine) as holder:  # an append in flight: it holds the table
+            store.append_in(holder, step_event("run-held", "s1"))
+            opener = threading.Thread(target=open_and_time)
+            opener.start()
+            deadline = time.monotonic() + 2
+            while opener.is_alive() and not _waiting_for_the_table(engine) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            started = time.monotonic()
+            late = store.append(
+                step_event("run-late", "s1", event_type=EventType.STEP_COMPLETED), timeout_ms=3000
+            )
+            append_s = time.monotonic() - started
+            opener.join(timeout=10)
+        assert late.outcome is AppendOutcome.APPENDED and append_s < 1.5, f"the append waited {append_s:.2f}s"
+        assert opened and opened[0] < 1.5, f"the open waited {opened}s for the ledger's lock"
+        assert missing not in _partitions(engine), "the open gave up; the default partition is used"
+        assert maintain_partitions(engine) == [missing], (
+            "explicit maintenance adds it once the ledger is free"
+        )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+def test_explicit_maintenance_waits_longer_than_an_open(pg_platform_url: str) -> None:
+    engine = create_db_engine(pg_platform_url)
+    try:
+        missing = _drop_the_furthest_partition(engine)
+        holder_done = threading.Event()
+
+        def hold_the_table_for(seconds: float) -> None:
+            with write_transaction(engine) as holder:
+                RunEventStore(engine).append_in(holder, step_event("run-held", "s1"))
+                holder_done.wait(seconds)
+
+        holding = threading.Thread(target=hold_the_table_for, args=(0.8,))
+        holding.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        assert maintain_partitions(engine) == [missing]  # waited for the holder, within 5 s
+        waited = time.monotonic() - started
+        holding.join()
+        assert 0.4 < waited < 4, waited
     finally:
         engine.dispose()
 

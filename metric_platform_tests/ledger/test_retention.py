@@ -1,9 +1,12 @@
-"""Retention deletes whole finished runs only (events, snapshot, run row), respects the write guard,
-keeps SQLite's newest position, and on PostgreSQL drops the month partitions it empties."""
+"""Retention deletes whole finished runs only (events, snapshot, run row), whatever late events
+follow their end, respects the write guard, keeps SQLite's newest position, skips runs another
+transaction holds, and on PostgreSQL drops the month partitions it empties."""
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,27 +27,30 @@ NEW = dt.datetime(2026, 3, 20, 12, 0, tzinfo=dt.UTC)
 BEFORE = dt.date(2026, 3, 1)
 
 
-def _summary(run_id: str, created: dt.datetime, last: EventType | None, position: int = 1) -> RunSummary:
-    return RunSummary(run_id, created.date().replace(day=1), created, 3, last and str(last), position)
+def _summary(
+    run_id: str, created: dt.datetime, attempts: tuple[int | None, int | None], position: int = 1
+) -> RunSummary:
+    """``attempts``: (highest logical attempt of any Run* event, highest of a terminal one)."""
+    return RunSummary(run_id, created.date().replace(day=1), created, 3, *attempts, position)
 
 
-def test_decide_keeps_unfinished_new_and_newest_runs() -> None:
+def test_decide_prunes_runs_whose_newest_attempt_ended_and_keeps_the_rest() -> None:
     candidates = [
-        _summary("done", OLD, EventType.RUN_COMPLETED, 1),
-        _summary("failed", OLD, EventType.RUN_FAILED, 2),
-        _summary("cancelled", OLD, EventType.RUN_CANCELLED, 3),
-        _summary("running", OLD, EventType.STEP_COMPLETED, 4),
-        _summary("empty", OLD, None, 5),
-        _summary("recent", NEW, EventType.RUN_COMPLETED, 6),
-        _summary("newest", OLD, EventType.RUN_COMPLETED, 7),
-        _summary("at-cutoff", dt.datetime(2026, 3, 1, tzinfo=dt.UTC), EventType.RUN_COMPLETED, 0),
+        _summary("done", OLD, (1, 1), 1),
+        _summary("done-on-retry", OLD, (3, 3), 2),
+        _summary("re-executed", OLD, (2, 1), 3),  # attempt 2 started, only attempt 1 ended
+        _summary("running", OLD, (1, None), 4),
+        _summary("empty", OLD, (None, None), 5),
+        _summary("recent", NEW, (1, 1), 6),
+        _summary("newest", OLD, (1, 1), 7),
+        _summary("at-cutoff", dt.datetime(2026, 3, 1, tzinfo=dt.UTC), (1, 1), 0),
     ]
     decision = decide(candidates, before=BEFORE, newest_position=7)
-    assert [run.run_id for run in decision.prune] == ["cancelled", "done", "failed"]
-    assert decision.kept_unfinished == ("empty", "running")
+    assert [run.run_id for run in decision.prune] == ["done", "done-on-retry"]
+    assert decision.kept_unfinished == ("empty", "re-executed", "running")
     assert decision.kept_newest == ("newest",)
     no_reuse_risk = decide(candidates, before=BEFORE, newest_position=None)
-    assert [run.run_id for run in no_reuse_risk.prune] == ["cancelled", "done", "failed", "newest"]
+    assert [run.run_id for run in no_reuse_risk.prune] == ["done", "done-on-retry", "newest"]
 
 
 class Clock:
@@ -64,16 +70,27 @@ def _populate(url: str, clock: Clock) -> None:
             ("old-failed", EventType.RUN_FAILED),
             ("old-cancelled", EventType.RUN_CANCELLED),
             ("old-running", None),
-            ("old-reopened", EventType.RUN_COMPLETED),
+            ("old-late-step", EventType.RUN_COMPLETED),
+            ("old-reexecuted", EventType.RUN_COMPLETED),
         ]:
             store.append(run_event(run_id, EventType.RUN_STARTED))
             store.append(step_event(run_id, "s1"))
             store.append(step_event(run_id, "s1", event_type=EventType.STEP_COMPLETED))
             if last is not None:
                 store.append(run_event(run_id, last))
+        # Its RunStarted failed open to the spool: the run ended without one so far.
+        store.append(step_event("old-late-start", "s1"))
+        store.append(run_event("old-late-start", EventType.RUN_COMPLETED))
+        # Attempt 9 failed, attempt 10 runs: attempts compare as numbers ("9" > "10" as text).
+        store.append(run_event("old-tenth-attempt", EventType.RUN_STARTED, logical=9))
+        store.append(run_event("old-tenth-attempt", EventType.RUN_FAILED, logical=9))
+        store.append(run_event("old-tenth-attempt", EventType.RUN_STARTED, logical=10))
         clock.now = NEW
-        # A late StepStarted (a spool replay) after RunCompleted: the latest event is not terminal.
-        store.append(step_event("old-reopened", "s2"))
+        # Spool replays after the end: the latest event is not terminal, the runs are finished all the same.
+        store.append(step_event("old-late-step", "s2"))
+        store.append(run_event("old-late-start", EventType.RUN_STARTED))
+        # A re-execution: a newer logical attempt started and has not ended.
+        store.append(run_event("old-reexecuted", EventType.RUN_STARTED, logical=2))
         store.append(run_event("new-done", EventType.RUN_STARTED))
         store.append(run_event("new-done", EventType.RUN_COMPLETED))
         store.append(run_event("new-running", EventType.RUN_STARTED))
@@ -120,16 +137,17 @@ def test_prune_deletes_whole_finished_runs_and_nothing_else(platform_url: str) -
     finally:
         engine.dispose()
 
-    gone = {"old-done", "old-failed", "old-cancelled"}
-    assert report.runs_deleted == 3 and report.snapshots_deleted == 1 and not report.dry_run
-    assert report.events_deleted == sum(counts_before[r] for r in gone) == 12
-    assert report.kept_unfinished == ("old-reopened", "old-running") and report.kept_newest == ()
+    gone = {"old-done", "old-failed", "old-cancelled", "old-late-step", "old-late-start"}
+    assert report.runs_deleted == 5 and report.snapshots_deleted == 1 and not report.dry_run
+    assert report.events_deleted == sum(counts_before[r] for r in gone) == 4 + 4 + 4 + 5 + 3
+    assert report.kept_unfinished == ("old-reexecuted", "old-running", "old-tenth-attempt")
+    assert report.kept_newest == report.kept_busy == ()
     counts, run_rows, snapshots = _state(platform_url)
     assert run_rows == set(counts_before) - gone == set(counts)
     assert counts == {r: n for r, n in counts_before.items() if r not in gone}, "kept runs are whole"
     assert snapshots == {"old-running", "new-done"}
     with RunEventStore.open(platform_url) as store:
-        assert [e.run_seq for e in store.events("old-reopened")] == [1, 2, 3, 4, 5]
+        assert [e.run_seq for e in store.events("old-reexecuted")] == [1, 2, 3, 4, 5]
 
     engine = create_db_engine(platform_url)
     try:
@@ -148,33 +166,63 @@ def test_prune_in_a_dry_run_reports_and_writes_nothing(platform_url: str) -> Non
             report = prune_runs(engine, before=BEFORE, now=NEW)
     finally:
         engine.dispose()
-    assert report.dry_run and (report.runs_deleted, report.events_deleted) == (3, 12)
-    assert suppressed is not None and suppressed.counts == {"ledger.prune": 3}
+    assert report.dry_run and (report.runs_deleted, report.events_deleted) == (5, 20)
+    assert suppressed is not None and suppressed.counts == {"ledger.prune": 5}
     assert _state(platform_url) == before
 
 
-def test_a_run_that_gets_an_event_between_the_read_and_the_delete_is_kept(
+def test_a_run_re_executed_between_the_read_and_the_delete_is_kept(
     platform_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _populate(platform_url, Clock(OLD))
     real_permit: Callable[[str, int], bool] = write_guard.permit
 
-    def permit_after_a_late_event(what: str, n: int = 1) -> bool:
+    def permit_after_late_events(what: str, n: int = 1) -> bool:
         # Retention asks once, between reading its candidates and deleting them.
         if what == retention.WRITE_KIND:
             with RunEventStore.open(platform_url, clock=Clock(NEW)) as store:
-                store.append(step_event("old-done", "late"))
+                store.append(step_event("old-failed", "late"))  # late, but no new attempt
+                store.append(run_event("old-done", EventType.RUN_STARTED, logical=2))
         return real_permit(what, n)
 
-    monkeypatch.setattr(write_guard, "permit", permit_after_a_late_event)
+    monkeypatch.setattr(write_guard, "permit", permit_after_late_events)
     engine = create_db_engine(platform_url)
     try:
         report = prune_runs(engine, before=BEFORE, now=NEW)
     finally:
         engine.dispose()
-    assert report.runs_deleted == 2
+    assert report.runs_deleted == 4 and report.events_deleted == 20 - 4 + 1
     counts, run_rows, _ = _state(platform_url)
     assert counts["old-done"] == 5 and "old-done" in run_rows
+    assert "old-failed" not in run_rows and "old-failed" not in counts
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("empty_db_url", ["postgres"], indirect=True)
+def test_a_run_another_transaction_holds_is_skipped_not_waited_for(platform_url: str) -> None:
+    _populate(platform_url, Clock(OLD))
+    engine = create_db_engine(platform_url)
+    try:
+        reports: list[retention.PruneReport] = []
+        with write_transaction(engine) as holder:  # an append to old-done in flight
+            RunEventStore(engine).append_in(holder, step_event("old-done", "late"), now=NEW)
+            # In a thread, so that a retention waiting for the holder fails the test, not hangs it.
+            pruner = threading.Thread(
+                target=lambda: reports.append(prune_runs(engine, before=BEFORE, now=dt.datetime.now(dt.UTC)))
+            )
+            started = time.monotonic()
+            pruner.start()
+            pruner.join(timeout=5)
+            waited = time.monotonic() - started
+        pruner.join()
+        assert waited < 2, f"retention waited {waited:.1f}s for a run row another transaction holds"
+        (report,) = reports
+        assert report.kept_busy == ("old-done",) and report.runs_deleted == 4
+        counts, run_rows, _ = _state(platform_url)
+        assert counts["old-done"] == 5 and "old-done" in run_rows
+        assert prune_runs(engine, before=BEFORE, now=dt.datetime.now(dt.UTC)).runs_deleted == 1
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_keeps_the_run_holding_the_newest_position_until_a_newer_event_exists(tmp_path: Path) -> None:

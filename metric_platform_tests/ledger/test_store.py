@@ -4,6 +4,7 @@ write guard, timeouts and driver errors, on a SQLite file and on PostgreSQL."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -186,6 +187,34 @@ def test_only_the_semantic_part_of_data_is_compared_and_the_first_record_is_kept
     with pytest.raises(LedgerConflictError, match=r"other\.parquet"):
         store.append(step_event("run-s", "s1", event_type=EventType.STEP_COMPLETED, data=other))
     assert [e.run_seq for e in store.events("run-s")] == [1]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{"x": 1e16}, {"x": -0.0}, {"nested": {"big": 1e16, "zero": -0.0, "tiny": 5e-324, "int": 10**20}}],
+    ids=["1e16", "minus-zero", "nested"],
+)
+def test_a_retry_whose_numbers_the_database_normalises_is_a_duplicate_not_a_conflict(
+    store: RunEventStore, data: dict[str, Any]
+) -> None:
+    """PostgreSQL's JSONB gives 1e16 back as 10000000000000000 and -0.0 as 0.0: the retry must still
+    be recognised by what was appended (the stored semantic hash), not by the data read back."""
+    first = store.append(step_event("run-n", "s1", data=data))
+    assert first.outcome is AppendOutcome.APPENDED
+    again = store.append(step_event("run-n", "s1", data=data, engine=1))
+    assert again.outcome is AppendOutcome.DUPLICATE and again.event is not None
+    assert again.event.run_seq == 1
+    with store.engine.connect() as conn:
+        stored_hash = conn.execute(sa.select(run_events.c.semantic_sha256)).scalar_one()
+    payload = step_event("run-n", "s1", data=data).payload_text
+    assert stored_hash == hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+    with pytest.raises(LedgerConflictError) as info:
+        store.append(step_event("run-n", "s1", data={"x": 2.5}))
+    assert '{"x":2.5}' in str(info.value) and info.value.new_payload == '{"x":2.5}'
+    assert [e.run_seq for e in store.events("run-n")] == [1]
+    assert store.append(step_event("run-n", "s2")).event is not None
+    assert [e.run_seq for e in store.events("run-n")] == [1, 2], "neither retry consumed a runSeq"
 
 
 def test_each_appended_event_is_announced_in_the_outbox_with_the_callers_messages(

@@ -49,6 +49,7 @@ def upgrade() -> None:
         sa.Column("event_type", sa.String(64), nullable=False),
         sa.Column("event_data", _JSON, nullable=False),
         sa.Column("idempotency_key", sa.CHAR(64), nullable=False),
+        sa.Column("semantic_sha256", sa.CHAR(64), nullable=False),
         sa.Column("emitted_at", _TS, nullable=False),
         sa.Column("persisted_at", _TS, nullable=False),
         sa.Column("adapter_version", sa.String(40), nullable=False),
