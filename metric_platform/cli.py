@@ -12,7 +12,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -78,7 +79,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(_glue_dash_values(list(sys.argv[1:] if argv is None else argv)))
-    _configure_logging(args.verbose)
+    with _logging(args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _dispatch(args)
     except ValidationError as exc:  # settings from the environment (METRIC_PLATFORM_*)
@@ -97,16 +102,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
 
-def _configure_logging(verbose: int) -> None:
+@contextmanager
+def _logging(verbose: int) -> Iterator[None]:
     """Warnings on stderr; ``-v`` adds the execution's start/end lines, ``-vv`` everything.
 
     Without ``-v`` the execution scaffold's own lines stay quiet: a rejected command already
-    prints its error, and a dry run says on stderr what it did not write.
+    prints its error, and a dry run says on stderr what it did not write. The previous logging
+    set-up is restored afterwards (``main`` is also called in-process, by tests and scripts).
     """
-    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    root = logging.getLogger()
+    execution = logging.getLogger("metric_platform.execution")
+    saved = (root.level, list(root.handlers), execution.level)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.handlers = [handler]
+    root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
     if not verbose:
-        logging.getLogger("metric_platform.execution").setLevel(logging.ERROR)
+        execution.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(saved[0])
+        root.handlers = saved[1]
+        execution.setLevel(saved[2])
 
 
 def _glue_dash_values(argv: list[str]) -> list[str]:

@@ -22,7 +22,7 @@ from metric_platform.errors import StorageError
 from metric_platform.execution.adapters import BatchParams, run_batch
 from metric_platform.execution.context import ExecutionContext, ExecutionMode
 from metric_platform.execution.engine import MetricExecutionEngine
-from metric_platform.execution.results import ExecutionResult
+from metric_platform.execution.results import ExecutionResult, StepError
 from metric_platform.ledger.events import EventType, JSONValue
 from metric_platform.ledger.recorder import LedgerRecorder
 from metric_platform.ledger.spool import Spool
@@ -133,7 +133,7 @@ class LedgerRun:
             if exc is None:
                 self._record(EventType.RUN_COMPLETED)
                 return
-            cause = {"code": type(exc).__name__, "message": str(exc)[:2000], "retryable": False}
+            cause = StepError.from_exception(exc).to_json()
             try:
                 self._record(EventType.RUN_FAILED, rootCause=cause)
             except Exception:  # the work's own error is what the user needs to see
