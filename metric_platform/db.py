@@ -51,6 +51,9 @@ PG_CONNECT_ARGS: dict[str, int] = {
     "keepalives_idle": 30,
     "keepalives_interval": 10,
     "keepalives_count": 3,
+    # Keepalives only probe an idle socket; a query sent into a blackhole is governed by TCP
+    # retransmission (~15 min on Linux) unless unacknowledged data times out sooner.
+    "tcp_user_timeout": 10_000,
 }
 
 
@@ -74,6 +77,11 @@ def create_db_engine(url: str, *, read_only: bool = False) -> Engine:
     )
     event.listen(engine, "connect", _on_pg_source_connect)
     return engine
+
+
+_SET_TIMEOUTS = sa.text(
+    "SELECT set_config('lock_timeout', :t, true), set_config('statement_timeout', :t, true)"
+)
 
 
 def _pg_connect_args(url: URL) -> dict[str, int]:
@@ -117,9 +125,8 @@ def write_transaction(engine: Engine, *, timeout_ms: int | None = None) -> Itera
             _busy_timeout(conn, timeout_ms)
         try:
             with conn.begin():
-                if timeout_ms is not None and not sqlite:
-                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(timeout_ms)}")
-                    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(timeout_ms)}")
+                if timeout_ms is not None and not sqlite:  # one round trip for both settings
+                    conn.execute(_SET_TIMEOUTS, {"t": str(int(timeout_ms))})
                 yield conn
         finally:
             if timeout_ms is not None and sqlite:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -52,14 +53,26 @@ def enqueue(conn: Connection, messages: Sequence[OutboxMessage], *, now: dt.date
         }
         for m in messages
     ]
-    stmt = (
-        dialect_insert(conn, outbox)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["message_key"])
-        .returning(outbox.c.id)
-    )
-    # Counted from RETURNING: psycopg reports rowcount -1 for a multi-row INSERT ... ON CONFLICT.
-    return len(conn.execute(stmt).all())
+    # One statement per dialect, built once (compiling it per append cost more than running it);
+    # the rows go as parameters. Counted from RETURNING: psycopg reports rowcount -1 for a
+    # multi-row INSERT ... ON CONFLICT.
+    return len(conn.execute(_insert_statement(conn), rows).all())
+
+
+def _insert_statement(conn: Connection) -> Any:
+    dialect = conn.dialect.name
+    statement = _INSERTS.get(dialect)
+    if statement is None:
+        statement = (
+            dialect_insert(conn, outbox)
+            .on_conflict_do_nothing(index_elements=["message_key"])
+            .returning(outbox.c.id)
+        )
+        _INSERTS[dialect] = statement
+    return statement
+
+
+_INSERTS: dict[str, Any] = {}
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

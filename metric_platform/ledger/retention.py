@@ -9,11 +9,13 @@ lives in one partition (``schema.py``), so on PostgreSQL a month's partition is 
 vacuumed row by row, once no run of it remains; retention also adds the partitions of the coming
 months.
 
-A run is finished when, among its run-level events (``Run*``, step id ``""``), those of the highest
-logical attempt include a terminal one (RunCompleted, RunFailed, RunCancelled). Not "its latest
-event is terminal": a StepStarted or RunStarted replayed from the spool after the RunCompleted
-(seed 004 §5, fail open) comes last in runSeq order without reopening the run. A re-execution (a
-newer logical attempt's RunStarted, no terminal event of that attempt yet) is unfinished.
+A run is finished when its highest logical attempt, over all its events (a re-execution's steps
+may be recorded before the sensor records its RunStarted), has a terminal run-level event
+(RunCompleted, RunFailed, RunCancelled). Not
+"its latest event is terminal": a StepStarted or RunStarted replayed from the spool after the
+RunCompleted (seed 004 §5, fail open) comes last in runSeq order without reopening the run. A
+re-execution (events of a newer logical attempt, no terminal event of that attempt yet) is
+unfinished.
 
 Locks: a batch first locks its run rows (``FOR UPDATE SKIP LOCKED``, in run id order), then
 re-reads what it decides on and deletes events, snapshot rows and run rows, in that order. The
@@ -53,15 +55,16 @@ WRITE_KIND = "ledger.prune"
 TERMINAL_EVENTS: frozenset[EventType] = frozenset(
     {EventType.RUN_COMPLETED, EventType.RUN_FAILED, EventType.RUN_CANCELLED}
 )
-_PARTITION_LOCK_TIMEOUT_MS = 5_000
+# Under the ledger write budget (3 s): appends queue behind a waiting ACCESS EXCLUSIVE request.
+_PARTITION_LOCK_TIMEOUT_MS = 500
 
 
 @dataclass(frozen=True)
 class RunSummary:
     """What retention needs to know about one run.
 
-    ``latest_attempt``: the highest logical attempt of its run-level events; ``terminal_attempt``:
-    the highest logical attempt of its terminal run-level events; ``last_position``: the position of
+    ``latest_attempt``: the highest logical attempt of all its events; ``terminal_attempt``: the
+    highest logical attempt of its terminal run-level events; ``last_position``: the position of
     its latest event (each None when there is no such event).
     """
 
@@ -175,22 +178,22 @@ def prune_runs(engine: Engine, *, before: dt.date, now: dt.datetime, batch_size:
     )
 
 
-# The run-level event types (seed 004 §1.2): what decides whether a run is finished.
-_RUN_EVENTS = tuple(sorted(str(t) for t in EventType if t.value.startswith("Run")))
 _TERMINAL = tuple(sorted(str(t) for t in TERMINAL_EVENTS))
 
 
-def _highest_attempt(types: Sequence[str]) -> sa.ScalarSelect[int | None]:
-    """The highest logical attempt among the correlated run's run-level events of ``types``."""
-    ev = run_events.alias("run_level")
+def _highest_attempt(types: Sequence[str] | None) -> sa.ScalarSelect[int | None]:
+    """The highest logical attempt among the correlated run's events: all of them (``types`` None),
+    or its run-level events of ``types``."""
+    ev = run_events.alias("attempts")
+    conditions = [
+        ev.c.run_epoch == runs.c.run_epoch,  # the partition key: one partition is read
+        ev.c.run_id == runs.c.run_id,
+    ]
+    if types is not None:
+        conditions += [ev.c.step_id == RUN_STEP, ev.c.event_type.in_(types)]
     return (
         sa.select(sa.func.max(sa.cast(ev.c.logical_attempt_id, sa.BigInteger)))
-        .where(
-            ev.c.run_epoch == runs.c.run_epoch,  # the partition key: one partition is read
-            ev.c.run_id == runs.c.run_id,
-            ev.c.step_id == RUN_STEP,
-            ev.c.event_type.in_(types),
-        )
+        .where(*conditions)
         .correlate(runs)
         .scalar_subquery()
     )
@@ -216,7 +219,7 @@ def _summary_query(
             runs.c.run_epoch,
             runs.c.created_at,
             runs.c.last_seq,
-            _highest_attempt(_RUN_EVENTS).label("latest_attempt"),
+            _highest_attempt(None).label("latest_attempt"),
             _highest_attempt(_TERMINAL).label("terminal_attempt"),
             latest.c.position,
         )

@@ -85,12 +85,19 @@ def _populate(url: str, clock: Clock) -> None:
         store.append(run_event("old-tenth-attempt", EventType.RUN_STARTED, logical=9))
         store.append(run_event("old-tenth-attempt", EventType.RUN_FAILED, logical=9))
         store.append(run_event("old-tenth-attempt", EventType.RUN_STARTED, logical=10))
+        store.append(run_event("old-reexecuted-steps-first", EventType.RUN_STARTED))
+        store.append(run_event("old-reexecuted-steps-first", EventType.RUN_FAILED))
         clock.now = NEW
         # Spool replays after the end: the latest event is not terminal, the runs are finished all the same.
         store.append(step_event("old-late-step", "s2"))
         store.append(run_event("old-late-start", EventType.RUN_STARTED))
         # A re-execution: a newer logical attempt started and has not ended.
         store.append(run_event("old-reexecuted", EventType.RUN_STARTED, logical=2))
+        # A re-execution whose steps are recorded before the sensor records its RunStarted.
+        store.append(step_event("old-reexecuted-steps-first", "s1", logical=2))
+        store.append(
+            step_event("old-reexecuted-steps-first", "s1", event_type=EventType.STEP_COMPLETED, logical=2)
+        )
         store.append(run_event("new-done", EventType.RUN_STARTED))
         store.append(run_event("new-done", EventType.RUN_COMPLETED))
         store.append(run_event("new-running", EventType.RUN_STARTED))
@@ -140,7 +147,12 @@ def test_prune_deletes_whole_finished_runs_and_nothing_else(platform_url: str) -
     gone = {"old-done", "old-failed", "old-cancelled", "old-late-step", "old-late-start"}
     assert report.runs_deleted == 5 and report.snapshots_deleted == 1 and not report.dry_run
     assert report.events_deleted == sum(counts_before[r] for r in gone) == 4 + 4 + 4 + 5 + 3
-    assert report.kept_unfinished == ("old-reexecuted", "old-running", "old-tenth-attempt")
+    assert report.kept_unfinished == (
+        "old-reexecuted",
+        "old-reexecuted-steps-first",
+        "old-running",
+        "old-tenth-attempt",
+    )
     assert report.kept_newest == report.kept_busy == ()
     counts, run_rows, snapshots = _state(platform_url)
     assert run_rows == set(counts_before) - gone == set(counts)
