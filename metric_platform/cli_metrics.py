@@ -109,7 +109,7 @@ def execute_command(
     """Run ``work`` through the one execution door (a manual batch run, recorded in the ledger)
     and return its outcome's value; a dry run says on stderr what it did not write."""
     from metric_platform.settings import Settings
-    from metric_platform.works.runner import batch_context, run_work
+    from metric_platform.works.runner import batch_context, outcome_value, run_work
     from metric_platform.works.workspace import EngineWorkspace
 
     workspace = EngineWorkspace(ac, Settings(), today=getattr(args, "today", None))
@@ -120,8 +120,7 @@ def execute_command(
     if dry_run:
         suppressed = ", ".join(f"{k} x{n}" for k, n in sorted((result.suppressed or {}).items())) or "none"
         print(f"dry run: nothing was written (suppressed writes: {suppressed})", file=sys.stderr)
-    assert result.outcome is not None
-    return result.outcome.value
+    return outcome_value(result)
 
 
 def iso_day(text: str) -> dt.date:

@@ -33,7 +33,7 @@ from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext, SourceKind
 from metric_platform.settings import Settings
 from metric_platform.works.plan_version import plan_version
-from metric_platform.works.runner import LedgerRun
+from metric_platform.works.runner import LedgerRun, outcome_value
 from metric_platform.works.workspace import EngineWorkspace
 
 
@@ -96,7 +96,7 @@ def run_main_job(
             run_ids.append(run.run_id)
             for schema in ac.schemas:
                 result = run.execute("qm.profile", {"schema_name": schema}, step_id=f"qm.profile[{schema}]")
-                profile = _value(result)
+                profile = outcome_value(result)
                 computed = int(_summary(result).get("entries_computed", 0))
                 schemas += 1
                 columns += len(profile.columns)
@@ -105,7 +105,7 @@ def run_main_job(
                     f"({computed} computed, {len(profile.columns) - computed} from the engine's memory)"
                 )
             # Days that crossed the stability cutoff since the last run are recomputed first.
-            refreshed = _value(run.execute("engine.refresh", {}))
+            refreshed = outcome_value(run.execute("engine.refresh", {}))
             out(
                 f"  refreshed {refreshed.recomputed} stale slice(s) under the stability cutoff "
                 f"{refreshed.cutoff} ({refreshed.backend_calls} backend calls)"
@@ -114,7 +114,7 @@ def run_main_job(
                 families += 1
                 for grain in dict.fromkeys((family.base_grain, *family.cache_grains)):
                     step = f"engine.serve[{family.name}@{','.join(grain)}]"
-                    served = _value(
+                    served = outcome_value(
                         run.execute("engine.serve", {"family": family.name, "anchor": grain}, step_id=step)
                     )
                     rows = served.frame.select(pl.len()).collect().item()
@@ -145,11 +145,6 @@ def run_main_job(
     )
 
     return MainJobReport(tuple(names), schemas, columns, families, seconds)
-
-
-def _value(result: ExecutionResult) -> Any:
-    assert result.outcome is not None
-    return result.outcome.value
 
 
 def _summary(result: ExecutionResult) -> Mapping[str, Any]:

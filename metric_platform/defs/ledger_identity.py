@@ -2,53 +2,42 @@
 
 - ``runId``: the root run id, so a re-execution ("from failure", "all steps") joins the ledger run
   of the run it re-executes;
-- ``logicalAttemptId``: the run's place in its re-execution group (1 for the original run, 2 for the
-  first re-execution created, ...): an operator's retry is a new logical attempt;
+- ``logicalAttemptId``: allocated by the ledger (:class:`AttemptAllocator`, i.e.
+  ``RunEventStore.attempt_for``) per Dagster run of the ledger run: 1 for the root run, then 2, 3,
+  ... in the order re-executions are first seen. An operator's retry is a new logical attempt;
 - ``engineAttemptId``: Dagster's ``retry_number`` for the step (a ``RetryPolicy`` retry, i.e. a
   platform retry): not part of the idempotency key, so the retry deduplicates its StepStarted;
 - ``stepId``: the step key, plus the partition key range when the step is partitioned.
+
+The attempt is not derived from Dagster's run storage: a run's place in its run group shifts when
+a run is deleted from it, re-executions started without the run-group tags are not in the group
+at all, and a deleted root makes the group lookup raise. Numbers the ledger hands out never
+change, whatever Dagster later forgets.
 """
 
 from __future__ import annotations
+
+from typing import Protocol
 
 import dagster as dg
 
 from metric_platform.execution.context import RunIdentity
 
-# A chain longer than this is a loop in the run storage, not a real re-execution history.
-_MAX_CHAIN = 1000
+
+class AttemptAllocator(Protocol):
+    """Hands out logical attempts (``RunEventStore`` is one): the same number every time for one
+    engine run of a ledger run, distinct increasing numbers for different ones, 1 for the root."""
+
+    def attempt_for(self, run_id: str, engine_run_ref: str) -> int: ...
 
 
 def root_run_id(run: dg.DagsterRun) -> str:
     return run.root_run_id or run.run_id
 
 
-def attempt_position(run: dg.DagsterRun, instance: dg.DagsterInstance) -> int:
-    """1 for an original run; for a re-execution, its place among the runs of its root's group in
-    creation order. Two re-executions of one parent ("from failure" twice) thus get different
-    logical attempts, where their depth in the parent chain would be equal.
-
-    The group is found by the run-group tags the UI and the daemon set; a re-execution started
-    through the Python API without them falls back to its depth in the parent chain."""
-    if run.root_run_id is None or run.root_run_id == run.run_id:
-        return 1
-    group = instance.get_run_group(run.run_id)
-    members = list(group[1]) if group is not None else []
-    if run.run_id not in {m.run_id for m in members} or len(members) < 2:
-        return chain_depth(run, instance)
-    records = instance.get_run_records(filters=dg.RunsFilter(run_ids=[m.run_id for m in members]))
-    ordered = [r.dagster_run.run_id for r in sorted(records, key=lambda r: r.storage_id)]
-    return ordered.index(run.run_id) + 1 if run.run_id in ordered else chain_depth(run, instance)
-
-
-def chain_depth(run: dg.DagsterRun, instance: dg.DagsterInstance) -> int:
-    """1 + the number of parents above ``run`` (bounded: a loop in the run storage is not a chain)."""
-    depth = 1
-    current: dg.DagsterRun | None = run
-    while current is not None and current.parent_run_id and depth < _MAX_CHAIN:
-        depth += 1
-        current = instance.get_run_by_id(current.parent_run_id)
-    return depth
+def logical_attempt(run: dg.DagsterRun, attempts: AttemptAllocator) -> int:
+    """The logical attempt of ``run`` within its ledger run (the root run's)."""
+    return attempts.attempt_for(root_run_id(run), run.run_id)
 
 
 def step_id(step_key: str, partition_range: tuple[str, str] | None) -> str:
@@ -59,9 +48,13 @@ def step_id(step_key: str, partition_range: tuple[str, str] | None) -> str:
 
 
 def step_identity(
-    context: dg.AssetExecutionContext | dg.OpExecutionContext, *, plan_version: str
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    *,
+    plan_version: str,
+    attempts: AttemptAllocator,
 ) -> RunIdentity:
-    """The ledger identity of the step ``context`` runs."""
+    """The ledger identity of the step ``context`` runs; its logical attempt comes from ``attempts``
+    (a ``RetryPolicy`` retry runs in the same Dagster run, so it keeps its logical attempt)."""
     run = context.run
     step_key = context.get_step_execution_context().step.key
     partitions: tuple[str, str] | None = None
@@ -73,7 +66,7 @@ def step_identity(
     return RunIdentity(
         run_id=root_run_id(run),
         step_id=step_id(step_key, partitions),
-        logical_attempt_id=attempt_position(run, context.instance),
+        logical_attempt_id=logical_attempt(run, attempts),
         engine_attempt_id=context.retry_number,
         plan_version=plan_version,
     )

@@ -8,8 +8,9 @@ Two properties matter here:
 - *Idempotent*: a sensor may see the same run twice (a restarted daemon, a cursor reset); the
   event's idempotency key and payload are the same, so the ledger keeps one.
 - *Durable*: Dagster advances a run-status sensor's cursor even when its function raises, so a
-  ledger that is briefly down would lose the event for good. An event that cannot be appended is
-  written to the local spool instead, and every tick first replays the spool.
+  ledger that is briefly down would lose the event here. These sensors are the low-latency path;
+  the reconciler sensor (``ledger_reconciler.py``) reads Dagster's run records from a cursor that
+  moves only on success, and records whatever the ledger lacks.
 
 Runs tagged as dry runs (:data:`DRY_RUN_TAG`) are not recorded: a dry run writes nothing.
 """
@@ -22,10 +23,8 @@ from collections.abc import Callable, Sequence
 
 import dagster as dg
 
-from metric_platform.defs.ledger_identity import attempt_position, root_run_id
-from metric_platform.errors import StorageError
+from metric_platform.defs.ledger_identity import AttemptAllocator, logical_attempt, root_run_id
 from metric_platform.ledger.events import RUN_STEP, EventIdentity, EventType, JSONValue, NewEvent
-from metric_platform.ledger.spool import Spool
 from metric_platform.ledger.store import RunEventStore
 
 log = logging.getLogger(__name__)
@@ -45,15 +44,18 @@ def run_event(
     status: dg.DagsterRunStatus,
     instance: dg.DagsterInstance,
     *,
+    attempts: AttemptAllocator,
     message: str | None = None,
 ) -> NewEvent:
-    """The Run* event for ``run`` reaching ``status``. Its data holds no clock reading, so the same
-    transition always has the same payload; ``emitted_at`` is when Dagster saw the transition."""
+    """The Run* event for ``run`` reaching ``status``, under the logical attempt ``attempts`` holds
+    for the run (allocating it if the run's steps have not yet). Its data holds no clock reading,
+    so the same transition always has the same payload; ``emitted_at`` is when Dagster saw the
+    transition (read from ``instance``)."""
     event_type = RUN_EVENTS[status]
     identity = EventIdentity(
         run_id=root_run_id(run),
         step_id=RUN_STEP,
-        logical_attempt_id=attempt_position(run, instance),
+        logical_attempt_id=logical_attempt(run, attempts),
         engine_attempt_id=0,
         plan_version=run.job_snapshot_id or run.job_name,
     )
@@ -80,43 +82,38 @@ def record_run_status(
     status: dg.DagsterRunStatus,
     instance: dg.DagsterInstance,
     *,
-    spool: Spool | None = None,
     message: str | None = None,
 ) -> str:
-    """Append the run's status event (after replaying what the spool holds); if the ledger cannot
-    take it, spool it. Returns what happened, for the sensor's log."""
+    """Append the run's status event; returns what happened, for the sensor's log. A failure is
+    logged, not raised: Dagster would advance the cursor anyway, and the reconciler sensor
+    (``ledger_reconciler.py``) records the event on a later tick."""
     if run.tags.get(DRY_RUN_TAG) == "true":
         return "dry run: not recorded"
-    event = run_event(run, status, instance, message=message)
     try:
-        store = open_store()
-    except StorageError as exc:
-        return _spooled(spool, event, exc)
-    try:
-        if spool is not None and spool.has_pending():
-            replayed = spool.replay(store)
-            log.info("ledger: replayed %d spooled event(s)", replayed.replayed)
-        return str(store.append(event).outcome)
-    except StorageError as exc:
-        return _spooled(spool, event, exc)
-    finally:
-        store.close()
+        with open_store() as store:
+            return str(
+                store.append(run_event(run, status, instance, attempts=store, message=message)).outcome
+            )
+    except Exception as exc:
+        log.warning(
+            "ledger: %s of run %s not recorded now (%s); the reconciler will", status.value, run.run_id, exc
+        )
+        return f"not recorded now ({type(exc).__name__}); left to the reconciler"
 
 
 def ledger_run_status_sensors(
     open_store: Callable[[], RunEventStore],
     *,
-    spool: Spool | None = None,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.RUNNING,
 ) -> Sequence[dg.RunStatusSensorDefinition]:
-    """One sensor per run status the ledger records, each appending through ``open_store()``."""
-    return [_sensor(status, open_store, spool, default_status) for status in RUN_EVENTS]
+    """One sensor per run status the ledger records (the low-latency path; the reconciler sensor
+    is the durable one)."""
+    return [_sensor(status, open_store, default_status) for status in RUN_EVENTS]
 
 
 def _sensor(
     status: dg.DagsterRunStatus,
     open_store: Callable[[], RunEventStore],
-    spool: Spool | None,
     default_status: dg.DefaultSensorStatus,
 ) -> dg.RunStatusSensorDefinition:
     event_type = RUN_EVENTS[status]
@@ -130,24 +127,11 @@ def _sensor(
     def _record(context: dg.RunStatusSensorContext) -> None:
         run = context.dagster_run
         outcome = record_run_status(
-            open_store, run, status, context.instance, spool=spool, message=context.dagster_event.message
+            open_store, run, status, context.instance, message=context.dagster_event.message
         )
         context.log.info(f"ledger: {event_type.value} for run {run.run_id}: {outcome}")
 
     return _record
-
-
-def _spooled(spool: Spool | None, event: NewEvent, exc: StorageError) -> str:
-    if spool is None:
-        raise exc
-    spool.put(event)
-    log.warning(
-        "ledger unavailable (%s): %s of run %s spooled for replay",
-        exc,
-        event.event_type,
-        event.identity.run_id,
-    )
-    return "spooled"
 
 
 def _transition_time(

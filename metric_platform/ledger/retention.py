@@ -14,8 +14,8 @@ may be recorded before the sensor records its RunStarted), has a terminal run-le
 (RunCompleted, RunFailed, RunCancelled). Not
 "its latest event is terminal": a StepStarted or RunStarted replayed from the spool after the
 RunCompleted (seed 004 §5, fail open) comes last in runSeq order without reopening the run. A
-re-execution (events of a newer logical attempt, no terminal event of that attempt yet) is
-unfinished.
+re-execution (a newer logical attempt allocated, or with events, and no terminal event of that
+attempt yet) is unfinished. A run's allocated attempts (``ledger_run_attempts``) go with it.
 
 Locks: a batch first locks its run rows (``FOR UPDATE SKIP LOCKED``, in run id order), then
 re-reads what it decides on and deletes events, snapshot rows and run rows, in that order. The
@@ -46,7 +46,7 @@ from metric_platform.db import read_transaction, write_transaction
 from metric_platform.errors import StorageError
 from metric_platform.ledger import partitions
 from metric_platform.ledger.events import RUN_STEP, EventType
-from metric_platform.ledger.schema import run_events, run_snapshots, runs
+from metric_platform.ledger.schema import run_attempts, run_events, run_snapshots, runs
 from metric_platform.ledger.store import as_utc
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,17 @@ def _highest_attempt(types: Sequence[str] | None) -> sa.ScalarSelect[int | None]
     )
 
 
+def _highest_allocated() -> sa.ScalarSelect[int | None]:
+    """The highest logical attempt allocated to the correlated run (``store.attempt_for``): a
+    re-execution is an attempt from its allocation on, before any event of it is recorded."""
+    return (
+        sa.select(sa.func.max(run_attempts.c.logical_attempt_id))
+        .where(run_attempts.c.run_id == runs.c.run_id)
+        .correlate(runs)
+        .scalar_subquery()
+    )
+
+
 def _summary_query(
     before: dt.date,
 ) -> sa.Select[tuple[str, dt.date, dt.datetime, int, int | None, int | None, int | None]]:
@@ -220,6 +231,7 @@ def _summary_query(
             runs.c.created_at,
             runs.c.last_seq,
             _highest_attempt(None).label("latest_attempt"),
+            _highest_allocated().label("allocated_attempt"),
             _highest_attempt(_TERMINAL).label("terminal_attempt"),
             latest.c.position,
         )
@@ -241,12 +253,17 @@ def _summaries(
             run_epoch=row.run_epoch,
             created_at=as_utc(row.created_at),
             events=int(row.last_seq),
-            latest_attempt=None if row.latest_attempt is None else int(row.latest_attempt),
+            latest_attempt=_highest(row.latest_attempt, row.allocated_attempt),
             terminal_attempt=None if row.terminal_attempt is None else int(row.terminal_attempt),
             last_position=None if row.position is None else int(row.position),
         )
         for row in conn.execute(query)
     ]
+
+
+def _highest(*attempts: int | None) -> int | None:
+    known = [int(a) for a in attempts if a is not None]
+    return max(known) if known else None
 
 
 def _newest_position(conn: Connection) -> int | None:
@@ -315,6 +332,7 @@ def _delete_batch(conn: Connection, run_ids: Sequence[str], *, before: dt.date) 
     snapshots = int(
         conn.execute(sa.delete(run_snapshots).where(run_snapshots.c.run_id.in_(ids))).rowcount or 0
     )
+    conn.execute(sa.delete(run_attempts).where(run_attempts.c.run_id.in_(ids)))
     deleted = int(conn.execute(sa.delete(runs).where(runs.c.run_id.in_(ids))).rowcount or 0)
     return _BatchResult(deleted, events, snapshots, busy)
 

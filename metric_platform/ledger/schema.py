@@ -91,6 +91,21 @@ run_events = sa.Table(
     postgresql_partition_by="RANGE (run_epoch)",
 )
 
+# Seed 004 §1.3: "logicalAttemptId ... assigned by Engine (monotonic per stepId per runId)". The
+# engine here is Dagster, whose run storage cannot be the allocator (a run deleted from it would
+# renumber the later ones), so the ledger allocates: one row per engine run (a Dagster run id) of
+# a ledger run, numbered when first seen, never renumbered. The root run is attempt 1.
+run_attempts = sa.Table(
+    "ledger_run_attempts",
+    metadata,
+    sa.Column("run_id", sa.String(255), nullable=False),
+    sa.Column("engine_run_ref", sa.String(255), nullable=False),
+    sa.Column("logical_attempt_id", sa.Integer, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.PrimaryKeyConstraint("run_id", "engine_run_ref", name="pk_ledger_run_attempts"),
+    sa.UniqueConstraint("run_id", "logical_attempt_id", name="uq_ledger_run_attempts_number"),
+)
+
 # The projector's output (seed 004 §1.4): one current snapshot per run, replaced, never edited in
 # place by anyone else. ``halted_at_seq`` is the runSeq a gap is waiting for (None: not halted).
 run_snapshots = sa.Table(

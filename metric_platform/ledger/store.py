@@ -23,6 +23,12 @@ One append, in one write transaction (``BEGIN IMMEDIATE`` on SQLite):
 4. else enqueue the outbox messages in the same transaction: one ``ledger.event`` message
    announcing the event, plus the caller's.
 
+Logical attempts (seed 004 §1.3: "assigned by Engine, monotonic per stepId per runId") are
+allocated here too, by :meth:`RunEventStore.attempt_for`, in ``ledger_run_attempts``: the engine
+(Dagster) numbers nothing that survives a run being deleted from its storage. A ledger run's
+attempts are numbered under the same ``ledger_runs`` row lock its appends take, so concurrent
+allocators for one run are serialised and never hand out a number twice.
+
 Claiming before looking the key up costs a duplicate one extra statement and saves every new
 event one: a statement is a large share of an append's cost with 16 writers on 2 cores.
 
@@ -64,9 +70,10 @@ from metric_platform.ledger.events import (
 )
 from metric_platform.ledger.outbox import OutboxMessage
 from metric_platform.ledger.partitions import month_start
-from metric_platform.ledger.schema import position_sequence, run_events, runs
+from metric_platform.ledger.schema import position_sequence, run_attempts, run_events, runs
 
 WRITE_KIND = "ledger.append"
+ATTEMPT_WRITE_KIND = "ledger.attempt"
 EVENT_TOPIC = "ledger.event"
 
 
@@ -265,6 +272,64 @@ class RunEventStore:
         ledger_outbox.enqueue(conn, [event_message(stored), *outbox], now=now)
         return AppendResult(AppendOutcome.APPENDED, stored)
 
+    # -- logical attempts (seed 004 §1.3) ------------------------------------------------------
+
+    def attempt_for(self, run_id: str, engine_run_ref: str, *, timeout_ms: int | None = None) -> int:
+        """The logical attempt of the engine run ``engine_run_ref`` (a Dagster run id) within the
+        ledger run ``run_id`` (its root run id), allocated when first asked for and never changed
+        after: 1 for the root run itself (``engine_run_ref == run_id``), else one more than the
+        run's highest so far and at least 2 (a re-execution is never attempt 1, even when it is
+        seen before its root). Every caller asking for one engine run gets the same number, each
+        engine run a different one.
+
+        ``timeout_ms`` bounds the wait for the run's lock. Allocate before appending, not inside a
+        write transaction that appended to the same run: this would wait for that transaction's
+        lock. Under a dry run nothing is written: the number already allocated, or the one that
+        would be allocated now."""
+        with read_transaction(self._engine) as conn:
+            found = _find_attempt(conn, run_id, engine_run_ref)
+            if found is not None:  # the common case: every step of a run asks again
+                return found
+            if not write_guard.permit(ATTEMPT_WRITE_KIND):
+                return _next_attempt(conn, run_id, engine_run_ref)
+        now = as_utc(self._clock())
+        with write_transaction(self._engine, timeout_ms=timeout_ms) as conn:
+            _lock_run(conn, run_id, now)
+            # Under the lock: another allocator may have numbered this engine run meanwhile (on
+            # PostgreSQL each READ COMMITTED statement sees what committed before it started).
+            found = _find_attempt(conn, run_id, engine_run_ref)
+            if found is not None:
+                return found
+            number = _next_attempt(conn, run_id, engine_run_ref)
+            values = {
+                "run_id": run_id,
+                "engine_run_ref": engine_run_ref,
+                "logical_attempt_id": number,
+                "created_at": now,
+            }
+            try:
+                conn.execute(sa.insert(run_attempts).values(values))
+            except IntegrityError as exc:
+                # Unreachable through this store (the run's lock serialises its allocators).
+                detail = str(exc.orig).strip().splitlines()[0]
+                msg = (
+                    f"logical attempt {number} of engine run {engine_run_ref!r} in ledger run "
+                    f"{run_id!r} collided with a row the allocator did not write: {detail}. Nothing "
+                    "was written; find what writes ledger_run_attempts without RunEventStore."
+                )
+                raise StorageError(msg) from exc
+            return number
+
+    def attempts(self, run_id: str) -> dict[str, int]:
+        """The engine runs of ``run_id`` and their logical attempts, in attempt order."""
+        query = (
+            sa.select(run_attempts.c.engine_run_ref, run_attempts.c.logical_attempt_id)
+            .where(run_attempts.c.run_id == run_id)
+            .order_by(run_attempts.c.logical_attempt_id)
+        )
+        with read_transaction(self._engine) as conn:
+            return {str(ref): int(number) for ref, number in conn.execute(query)}
+
     # -- reads -------------------------------------------------------------------------------
 
     def events(self, run_id: str, *, after_seq: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -318,6 +383,15 @@ _CLAIM_SEQ = (
     .values(last_seq=runs.c.last_seq + 1)
     .returning(runs.c.run_epoch, runs.c.last_seq)
 )
+# Locks the run's row like an append's claim does, changing nothing: allocators of logical attempts
+# and appends to the run wait for each other (FOR NO KEY UPDATE on PostgreSQL, so a projector's
+# FOR KEY SHARE is not blocked).
+_LOCK_RUN = (
+    sa.update(runs)
+    .where(runs.c.run_id == sa.bindparam("b_run_id"))
+    .values(last_seq=runs.c.last_seq)
+    .returning(runs.c.run_epoch)
+)
 _RELEASE_SEQ = (
     sa.update(runs).where(runs.c.run_id == sa.bindparam("b_run_id")).values(last_seq=runs.c.last_seq - 1)
 )
@@ -364,14 +438,45 @@ def _claim_seq(conn: Connection, run_id: str, now: dt.datetime) -> tuple[dt.date
     returns (run_epoch, run_seq)."""
     row = conn.execute(_CLAIM_SEQ, {"b_run_id": run_id}).first()
     if row is None:
-        # No conflict target: a concurrent creator may collide on the primary key or on
-        # (run_id, run_epoch), and PostgreSQL only swallows a collision on an arbiter index.
-        new = dialect_insert(conn, runs).values(
-            run_id=run_id, run_epoch=month_start(now.date()), last_seq=0, created_at=now
-        )
-        conn.execute(new.on_conflict_do_nothing())
+        _create_run(conn, run_id, now)
         row = conn.execute(_CLAIM_SEQ, {"b_run_id": run_id}).one()
     return row.run_epoch, int(row.last_seq)
+
+
+def _lock_run(conn: Connection, run_id: str, now: dt.datetime) -> None:
+    """Lock the run's row until commit, creating it when the run is new; its runSeq is untouched."""
+    if conn.execute(_LOCK_RUN, {"b_run_id": run_id}).first() is None:
+        _create_run(conn, run_id, now)
+        conn.execute(_LOCK_RUN, {"b_run_id": run_id}).one()
+
+
+def _create_run(conn: Connection, run_id: str, now: dt.datetime) -> None:
+    """Insert the run's ``ledger_runs`` row (``run_epoch`` from ``now``) unless it exists already."""
+    # No conflict target: a concurrent creator may collide on the primary key or on
+    # (run_id, run_epoch), and PostgreSQL only swallows a collision on an arbiter index.
+    new = dialect_insert(conn, runs).values(
+        run_id=run_id, run_epoch=month_start(now.date()), last_seq=0, created_at=now
+    )
+    conn.execute(new.on_conflict_do_nothing())
+
+
+def _find_attempt(conn: Connection, run_id: str, engine_run_ref: str) -> int | None:
+    number = conn.execute(
+        sa.select(run_attempts.c.logical_attempt_id).where(
+            run_attempts.c.run_id == run_id, run_attempts.c.engine_run_ref == engine_run_ref
+        )
+    ).scalar_one_or_none()
+    return None if number is None else int(number)
+
+
+def _next_attempt(conn: Connection, run_id: str, engine_run_ref: str) -> int:
+    """The number a new engine run of ``run_id`` gets: 1 is the root run's alone."""
+    if engine_run_ref == run_id:
+        return 1
+    highest = conn.execute(
+        sa.select(sa.func.max(run_attempts.c.logical_attempt_id)).where(run_attempts.c.run_id == run_id)
+    ).scalar_one_or_none()
+    return max(2, int(highest or 0) + 1)
 
 
 def _insert_event(

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any
 
 from metric_platform import write_guard
-from metric_platform.errors import StorageError
+from metric_platform.errors import InternalError, StorageError
 from metric_platform.execution.adapters import BatchParams, run_batch
 from metric_platform.execution.context import ExecutionContext, ExecutionMode
 from metric_platform.execution.engine import MetricExecutionEngine
@@ -206,3 +206,15 @@ def _user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (containers): still a manual run
         return "cli"
+
+
+def outcome_value(result: ExecutionResult) -> Any:
+    """The value a completed execution produced. A step the ledger had recorded as completed
+    before is not run again and has no value: a fresh run (new run id) computes it."""
+    if result.outcome is None or result.outcome.value is None:
+        msg = (
+            f"step {result.context.identity.step_id} of run {result.context.identity.run_id} had completed "
+            "before: the ledger answered with its record, which keeps no value; run it as a new run"
+        )
+        raise InternalError(msg)
+    return result.outcome.value

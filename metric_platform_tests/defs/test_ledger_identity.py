@@ -1,28 +1,26 @@
 """``step_identity`` inside real Dagster runs (seed 004 §1.3, ARCHITECTURE.md §2): runId is the root
-run id, stepId the step key (plus the partitions), logicalAttemptId the run's place among the runs
-of its re-execution group, engineAttemptId Dagster's retry number (not part of the idempotency key)."""
+run id, stepId the step key (plus the partitions), logicalAttemptId allocated by the ledger per
+Dagster run (1 for the root, then in the order re-executions are first seen, never renumbered
+whatever Dagster's run storage later forgets), engineAttemptId Dagster's retry number (not part of
+the idempotency key)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 
-from metric_platform.defs.ledger_identity import attempt_position, root_run_id, step_id
+from metric_platform.defs.ledger_identity import root_run_id, step_id
 from metric_platform.execution.context import RunIdentity
 from metric_platform.ledger.events import EventType, NewEvent
+from metric_platform.ledger.store import RunEventStore
 from metric_platform_tests.defs import dagster_jobs as jobs
+from metric_platform_tests.defs.dagster_jobs import reexecute
+
+# Every Dagster run here allocates its logical attempts from the `ledger` fixture's store.
+ledger_attempts = pytest.mark.usefixtures("ledger")
 
 
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    jobs.reset()
-    with dg.instance_for_test() as instance:
-        yield instance
-    jobs.reset()
-
-
+@ledger_attempts
 def test_an_unpartitioned_step_is_its_run_and_step_key_at_attempt_one(instance: dg.DagsterInstance) -> None:
     result = dg.materialize([jobs.flaky], instance=instance)
 
@@ -37,6 +35,7 @@ def test_an_unpartitioned_step_is_its_run_and_step_key_at_attempt_one(instance: 
     assert jobs.seen == [expected]
 
 
+@ledger_attempts
 def test_a_one_partition_step_names_its_partition(instance: dg.DagsterInstance) -> None:
     result = dg.materialize([jobs.daily], instance=instance, partition_key="2026-03-04")
 
@@ -46,6 +45,7 @@ def test_a_one_partition_step_names_its_partition(instance: dg.DagsterInstance) 
     assert identity.step_id == "daily[2026-03-04]"
 
 
+@ledger_attempts
 def test_a_partition_range_step_names_its_range(instance: dg.DagsterInstance) -> None:
     tags = {jobs.PARTITION_RANGE_START: "2026-03-01", jobs.PARTITION_RANGE_END: "2026-03-03"}
     result = jobs.defs.resolve_job_def("daily_job").execute_in_process(instance=instance, tags=tags)
@@ -56,6 +56,7 @@ def test_a_partition_range_step_names_its_range(instance: dg.DagsterInstance) ->
     assert (identity.logical_attempt_id, identity.engine_attempt_id) == (1, 0)
 
 
+@ledger_attempts
 def test_a_platform_retry_is_the_same_logical_attempt_with_the_next_engine_attempt(
     instance: dg.DagsterInstance,
 ) -> None:
@@ -71,19 +72,25 @@ def test_a_platform_retry_is_the_same_logical_attempt_with_the_next_engine_attem
     assert len(keys) == 1
 
 
-def reexecute(
-    instance: dg.DagsterInstance, parent: dg.JobExecutionResult, *, ui_tags: bool = True
-) -> dg.JobExecutionResult:
-    """Re-execute ``parent`` from failure. ``ui_tags``: with the run-group tags Dagster's UI and
-    daemon set on a re-execution (``create_reexecuted_run``); ``execute_job`` alone sets none."""
-    run = parent.dagster_run
-    tags = {"dagster/parent_run_id": run.run_id, "dagster/root_run_id": root_run_id(run)} if ui_tags else None
-    options = dg.ReexecutionOptions(parent_run_id=run.run_id, step_selection=["flaky"])
-    return dg.execute_job(
-        dg.reconstructable(jobs.flaky_job_def), instance=instance, tags=tags, reexecution_options=options
-    )
+def test_a_platform_retry_in_a_reexecution_keeps_the_reexecutions_logical_attempt(
+    instance: dg.DagsterInstance, ledger: RunEventStore
+) -> None:
+    job = dg.reconstructable(jobs.retried_job_def)
+    original = dg.execute_job(job, instance=instance)
+    options = dg.ReexecutionOptions(parent_run_id=original.run_id, step_selection=["retried"])
+    again = dg.execute_job(job, instance=instance, reexecution_options=options)
+
+    assert original.success and again.success
+    assert [(i.logical_attempt_id, i.engine_attempt_id) for i in jobs.seen] == [
+        (1, 0),
+        (1, 1),
+        (2, 0),
+        (2, 1),
+    ]
+    assert ledger.attempts(original.run_id) == {original.run_id: 1, again.run_id: 2}
 
 
+@ledger_attempts
 def test_a_reexecution_joins_the_root_run_as_the_next_logical_attempt(instance: dg.DagsterInstance) -> None:
     jobs.failures.extend([RuntimeError("the original run fails"), RuntimeError("its re-execution fails")])
     original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
@@ -99,7 +106,9 @@ def test_a_reexecution_joins_the_root_run_as_the_next_logical_attempt(instance: 
     assert root_run_id(third.dagster_run) == original.run_id
 
 
-def test_two_reexecutions_of_one_run_are_two_logical_attempts(instance: dg.DagsterInstance) -> None:
+def test_two_reexecutions_of_one_run_are_two_logical_attempts(
+    instance: dg.DagsterInstance, ledger: RunEventStore
+) -> None:
     """An operator re-executing the same failed run twice makes two attempts: they must not share
     an idempotency key (their events would be taken for duplicates, or conflict)."""
     jobs.failures.append(RuntimeError("the original run fails"))
@@ -110,11 +119,12 @@ def test_two_reexecutions_of_one_run_are_two_logical_attempts(instance: dg.Dagst
     assert (first.success, second.success) == (True, True)
     assert first.dagster_run.parent_run_id == second.dagster_run.parent_run_id == original.run_id
     assert [i.logical_attempt_id for i in jobs.seen] == [1, 2, 3]
-    assert [attempt_position(r.dagster_run, instance) for r in (original, first, second)] == [1, 2, 3]
+    assert ledger.attempts(original.run_id) == {original.run_id: 1, first.run_id: 2, second.run_id: 3}
     keys = {NewEvent(i.event_identity(), EventType.STEP_COMPLETED).idempotency_key for i in jobs.seen}
     assert len(keys) == 3
 
 
+@ledger_attempts
 def test_reexecutions_through_the_python_api_are_numbered_too(instance: dg.DagsterInstance) -> None:
     jobs.failures.extend([RuntimeError("the original run fails"), RuntimeError("its re-execution fails")])
     original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
@@ -124,6 +134,70 @@ def test_reexecutions_through_the_python_api_are_numbered_too(instance: dg.Dagst
 
     assert third.success and third.dagster_run.root_run_id == original.run_id
     assert [i.logical_attempt_id for i in jobs.seen] == [1, 2, 3]
+
+
+def test_tagged_and_untagged_reexecutions_of_one_run_get_distinct_attempts(
+    instance: dg.DagsterInstance, ledger: RunEventStore
+) -> None:
+    """The UI's re-executions carry the run-group tags, the Python API's none: in Dagster's run
+    group the untagged one is missing, yet it is an attempt of the same ledger run all the same."""
+    jobs.failures.extend([RuntimeError("the original run fails")] + [RuntimeError("again")] * 2)
+    original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
+
+    runs = [reexecute(instance, original, ui_tags=tagged) for tagged in (True, False, True, False)]
+
+    assert [r.success for r in runs] == [False, False, True, True]
+    assert [i.logical_attempt_id for i in jobs.seen] == [1, 2, 3, 4, 5]
+    assert {i.run_id for i in jobs.seen} == {original.run_id}
+    expected = {original.run_id: 1} | {r.run_id: n for n, r in enumerate(runs, start=2)}
+    assert ledger.attempts(original.run_id) == expected
+    keys = {NewEvent(i.event_identity(), EventType.STEP_STARTED).idempotency_key for i in jobs.seen}
+    assert len(keys) == 5
+
+
+def test_a_run_deleted_from_dagster_renumbers_nothing(
+    instance: dg.DagsterInstance, ledger: RunEventStore
+) -> None:
+    """A later re-execution gets a new number, not the deleted run's place in the run group (which
+    another run now holds), and the runs already numbered keep theirs."""
+    jobs.failures.extend([RuntimeError("the original run fails"), RuntimeError("the first retry fails")])
+    original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
+    first, second = reexecute(instance, original), reexecute(instance, original)
+
+    instance.delete_run(first.run_id)
+    third = reexecute(instance, original)
+
+    assert (first.success, second.success, third.success) == (False, True, True)
+    assert [i.logical_attempt_id for i in jobs.seen] == [1, 2, 3, 4]
+    assert ledger.attempt_for(original.run_id, second.run_id) == 3
+    assert ledger.attempts(original.run_id) == {
+        original.run_id: 1,
+        first.run_id: 2,
+        second.run_id: 3,
+        third.run_id: 4,
+    }
+
+
+def test_a_reexecution_whose_root_run_is_deleted_from_dagster_while_it_runs_still_joins_it(
+    instance: dg.DagsterInstance, ledger: RunEventStore
+) -> None:
+    """Dagster will not start a re-execution once an ancestor run is gone, but an operator may
+    delete the root run while one is running: its steps still join the root's ledger run."""
+    jobs.failures.extend([RuntimeError("the original run fails"), RuntimeError("its re-execution fails")])
+    original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
+    again = reexecute(instance, original)
+
+    jobs.before_identity.append(lambda: instance.delete_run(original.run_id))
+    third = reexecute(instance, again)
+
+    assert third.success and third.dagster_run.root_run_id == original.run_id
+    assert instance.get_run_by_id(original.run_id) is None
+    assert [(i.run_id, i.logical_attempt_id) for i in jobs.seen] == [
+        (original.run_id, 1),
+        (original.run_id, 2),
+        (original.run_id, 3),
+    ]
+    assert ledger.attempts(original.run_id)[third.run_id] == 3
 
 
 @pytest.mark.parametrize(

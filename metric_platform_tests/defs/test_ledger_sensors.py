@@ -1,40 +1,23 @@
 """The ledger's run-status sensors, called with contexts built from real Dagster runs: each records
-its Run* event under the root run id, once however often it fires (seed 004 §1.2-1.3)."""
+its Run* event under the root run id and the logical attempt the ledger allocated to the Dagster
+run (the one its steps use), once however often it fires (seed 004 §1.2-1.3)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from metric_platform.defs.ledger_reconciler import ledger_reconciler_sensor
 from metric_platform.defs.ledger_sensors import DRY_RUN_TAG, ledger_run_status_sensors, run_event
 from metric_platform.errors import StorageError
 from metric_platform.ledger.events import RUN_STEP, EventType, StoredEvent
 from metric_platform.ledger.projection import RunStatus
 from metric_platform.ledger.projector import Projector, load_snapshot
-from metric_platform.ledger.spool import Spool
 from metric_platform.ledger.store import RunEventStore
-from metric_platform.platform_db import open_platform_db
 from metric_platform_tests.defs import dagster_jobs as jobs
+from metric_platform_tests.defs.dagster_jobs import reexecute
 
 SENSORS = ("ledger_run_started", "ledger_run_success", "ledger_run_failure", "ledger_run_canceled")
-
-
-@pytest.fixture
-def instance() -> Iterator[dg.DagsterInstance]:
-    jobs.reset()
-    with dg.instance_for_test() as instance:
-        yield instance
-    jobs.reset()
-
-
-@pytest.fixture
-def platform_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'platform.sqlite'}"
-    open_platform_db(url).dispose()
-    return url
 
 
 @pytest.fixture
@@ -60,7 +43,7 @@ def events(platform_url: str, run_id: str) -> list[StoredEvent]:
         return store.events(run_id)
 
 
-def run_start_event(result: dg.ExecuteInProcessResult) -> dg.DagsterEvent:
+def run_start_event(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> dg.DagsterEvent:
     return next(e for e in result.all_events if e.event_type is dg.DagsterEventType.RUN_START)
 
 
@@ -132,7 +115,10 @@ def test_a_canceled_run_records_run_cancelled_with_the_reason(
 
 
 def test_a_reexecution_is_recorded_in_the_root_run_as_its_next_logical_attempt(
-    sensors: dict[str, dg.RunStatusSensorDefinition], instance: dg.DagsterInstance, platform_url: str
+    sensors: dict[str, dg.RunStatusSensorDefinition],
+    instance: dg.DagsterInstance,
+    platform_url: str,
+    ledger: RunEventStore,
 ) -> None:
     job = dg.reconstructable(jobs.flaky_job_def)
     jobs.failures.append(RuntimeError("the first run fails"))
@@ -155,6 +141,7 @@ def test_a_reexecution_is_recorded_in_the_root_run_as_its_next_logical_attempt(
         (2, EventType.RUN_COMPLETED, 2),
     ]
     assert recorded[1].event.data["dagsterRunId"] == again.run_id
+    assert [i.logical_attempt_id for i in jobs.seen] == [1, 2], "the attempts the steps took"
     assert recorded[1].event.engine_run_ref is not None
     assert recorded[1].event.engine_run_ref["parentRunId"] == original.run_id
     with RunEventStore.open(platform_url) as store:
@@ -165,16 +152,79 @@ def test_a_reexecution_is_recorded_in_the_root_run_as_its_next_logical_attempt(
 
 
 def test_run_event_of_a_canceled_status_without_a_message_has_no_root_cause(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, ledger: RunEventStore
 ) -> None:
     run = instance.create_run_for_job(job_def=jobs.defs.resolve_job_def("succeeds_job"))
 
-    event = run_event(run, dg.DagsterRunStatus.CANCELED, instance)
+    event = run_event(run, dg.DagsterRunStatus.CANCELED, instance, attempts=ledger)
 
     assert event.event_type is EventType.RUN_CANCELLED
     assert event.identity.run_id == run.run_id and event.identity.step_id == RUN_STEP
     assert event.data == {"job": "succeeds_job", "dagsterRunId": run.run_id}
     assert event.identity.plan_version == (run.job_snapshot_id or run.job_name)
+    assert event.identity.logical_attempt_id == 1 and ledger.attempts(run.run_id) == {run.run_id: 1}
+
+
+def test_a_run_deleted_from_dagster_between_two_events_of_another_changes_neither_attempt(
+    sensors: dict[str, dg.RunStatusSensorDefinition],
+    instance: dg.DagsterInstance,
+    platform_url: str,
+    ledger: RunEventStore,
+) -> None:
+    """Numbered by its place in Dagster's run group, the second re-execution's RunStarted would be
+    attempt 3 and, once the first re-execution is deleted, its RunCompleted attempt 2."""
+    jobs.failures.extend([RuntimeError("the original run fails"), RuntimeError("the first retry fails")])
+    original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
+    first, second = reexecute(instance, original), reexecute(instance, original)
+    assert (original.success, first.success, second.success) == (False, False, True)
+
+    fire(sensors["ledger_run_started"], instance, second.dagster_run, run_start_event(second))
+    instance.delete_run(first.run_id)
+    fire(sensors["ledger_run_success"], instance, second.dagster_run, second.get_run_success_event())
+
+    recorded = events(platform_url, original.run_id)
+    assert [(e.event_type, e.event.identity.logical_attempt_id) for e in recorded] == [
+        (EventType.RUN_STARTED, 3),
+        (EventType.RUN_COMPLETED, 3),
+    ]
+    assert ledger.attempts(original.run_id) == {original.run_id: 1, first.run_id: 2, second.run_id: 3}
+
+
+def test_a_reexecution_whose_root_run_was_deleted_from_dagster_is_recorded_in_the_roots_ledger_run(
+    sensors: dict[str, dg.RunStatusSensorDefinition],
+    instance: dg.DagsterInstance,
+    platform_url: str,
+    ledger: RunEventStore,
+) -> None:
+    jobs.failures.append(RuntimeError("the original run fails"))
+    original = dg.execute_job(dg.reconstructable(jobs.flaky_job_def), instance=instance)
+    again = reexecute(instance, original)
+
+    instance.delete_run(original.run_id)
+    fire(sensors["ledger_run_success"], instance, again.dagster_run, again.get_run_success_event())
+
+    (stored,) = events(platform_url, original.run_id)
+    assert (stored.event_type, stored.event.identity.logical_attempt_id) == (EventType.RUN_COMPLETED, 2)
+    assert stored.event.data["dagsterRunId"] == again.run_id
+
+
+def test_a_reexecution_seen_before_its_root_leaves_attempt_one_to_the_root(
+    instance: dg.DagsterInstance, platform_url: str
+) -> None:
+    """Sensors may see runs in any order (a daemon down for a while, a cursor reset), and the
+    ledger may first hear of a run from its run-status sensor, before any step asked."""
+    job = dg.reconstructable(jobs.fails_job_def)
+    original = dg.execute_job(job, instance=instance)
+    options = dg.ReexecutionOptions.from_failure(original.run_id, instance)
+    again = dg.execute_job(job, instance=instance, reexecution_options=options)
+    assert again.dagster_run.root_run_id == original.run_id
+
+    with RunEventStore.open(platform_url) as store:
+        later = run_event(again.dagster_run, dg.DagsterRunStatus.FAILURE, instance, attempts=store)
+        first = run_event(original.dagster_run, dg.DagsterRunStatus.FAILURE, instance, attempts=store)
+
+    assert (later.identity.run_id, later.identity.logical_attempt_id) == (original.run_id, 2)
+    assert (first.identity.run_id, first.identity.logical_attempt_id) == (original.run_id, 1)
 
 
 def test_a_dry_run_is_not_recorded(
@@ -189,32 +239,58 @@ def test_a_dry_run_is_not_recorded(
         assert store.run_ids() == []
 
 
-def test_an_event_the_ledger_cannot_take_is_spooled_and_replayed_on_the_next_tick(
-    instance: dg.DagsterInstance, platform_url: str, tmp_path: Path
+def test_an_outage_loses_no_run_event_the_reconciler_records_it_from_dagsters_run_records(
+    instance: dg.DagsterInstance, platform_url: str
 ) -> None:
-    """Dagster advances a run-status sensor's cursor even when it raises: an outage must not lose
-    the event."""
-    opened: list[int] = []
+    """Dagster advances a run-status sensor's cursor even when it raises; the reconciler's cursor
+    moves only when a tick succeeded, so an outage delays Run* events but loses none."""
+    down = [True]
 
-    def open_store() -> RunEventStore:  # down on the first tick, back on the next
-        opened.append(1)
-        if len(opened) == 1:
+    def open_store() -> RunEventStore:
+        if down[0]:
             msg = "the platform database is unreachable"
             raise StorageError(msg)
         return RunEventStore.open(platform_url)
 
-    spool = Spool(tmp_path / "spool")
-    sensors = {s.name: s for s in ledger_run_status_sensors(open_store, spool=spool)}
-    result = dg.materialize([jobs.succeeds], instance=instance)
+    status_sensors = {s.name: s for s in ledger_run_status_sensors(open_store)}
+    reconciler = ledger_reconciler_sensor(open_store)
+    ok = dg.materialize([jobs.succeeds], instance=instance)
+    failed = dg.materialize([jobs.fails], instance=instance, raise_on_error=False)
 
-    fire(sensors["ledger_run_started"], instance, result.dagster_run, run_start_event(result))
-    assert len(spool.pending()) == 1 and events(platform_url, result.run_id) == []
+    fire(
+        status_sensors["ledger_run_started"], instance, ok.dagster_run, run_start_event(ok)
+    )  # logged, not raised
+    fire(status_sensors["ledger_run_failure"], instance, failed.dagster_run, failed.get_run_failure_event())
+    context = dg.build_sensor_context(instance=instance)
+    with pytest.raises(StorageError):
+        reconciler(context)
+    assert context.cursor is None and events(platform_url, ok.run_id) == []
 
-    fire(sensors["ledger_run_success"], instance, result.dagster_run, result.get_run_success_event())
+    down[0] = False
+    reconciler(context)
+    again = dg.build_sensor_context(instance=instance, cursor=context.cursor)
+    reconciler(again)  # nothing new: duplicates at most
 
-    assert spool.pending() == []
-    recorded = events(platform_url, result.run_id)
-    assert [(e.run_seq, e.event_type) for e in recorded] == [
-        (1, EventType.RUN_STARTED),
-        (2, EventType.RUN_COMPLETED),
+    assert [e.event_type for e in events(platform_url, ok.run_id)] == [
+        EventType.RUN_STARTED,
+        EventType.RUN_COMPLETED,
     ]
+    assert [e.event_type for e in events(platform_url, failed.run_id)] == [
+        EventType.RUN_STARTED,
+        EventType.RUN_FAILED,
+    ]
+    # The run-status sensor's RunFailed (with its root cause) would have been the same event.
+    fire(status_sensors["ledger_run_failure"], instance, failed.dagster_run, failed.get_run_failure_event())
+    assert len(events(platform_url, failed.run_id)) == 2
+
+
+def test_the_reconciler_skips_dry_runs_and_moves_its_cursor(
+    instance: dg.DagsterInstance, platform_url: str
+) -> None:
+    reconciler = ledger_reconciler_sensor(lambda: RunEventStore.open(platform_url))
+    dry = dg.materialize([jobs.succeeds], instance=instance, tags={DRY_RUN_TAG: "true"})
+    context = dg.build_sensor_context(instance=instance)
+
+    reconciler(context)
+
+    assert events(platform_url, dry.run_id) == [] and context.cursor is not None

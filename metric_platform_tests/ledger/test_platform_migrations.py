@@ -38,6 +38,7 @@ from metric_platform_tests.ledger._store_support import open_worker, run_spawned
 
 LEDGER_TABLES = {
     "ledger_runs",
+    "ledger_run_attempts",
     "ledger_run_events",
     "ledger_run_snapshots",
     "ledger_projector_state",

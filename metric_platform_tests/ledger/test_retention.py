@@ -87,12 +87,16 @@ def _populate(url: str, clock: Clock) -> None:
         store.append(run_event("old-tenth-attempt", EventType.RUN_STARTED, logical=10))
         store.append(run_event("old-reexecuted-steps-first", EventType.RUN_STARTED))
         store.append(run_event("old-reexecuted-steps-first", EventType.RUN_FAILED))
+        store.append(run_event("old-reexecuted-allocated", EventType.RUN_STARTED))
+        store.append(run_event("old-reexecuted-allocated", EventType.RUN_COMPLETED))
         clock.now = NEW
         # Spool replays after the end: the latest event is not terminal, the runs are finished all the same.
         store.append(step_event("old-late-step", "s2"))
         store.append(run_event("old-late-start", EventType.RUN_STARTED))
         # A re-execution: a newer logical attempt started and has not ended.
         store.append(run_event("old-reexecuted", EventType.RUN_STARTED, logical=2))
+        # A re-execution allocated its logical attempt; none of its events is recorded yet.
+        store.attempt_for("old-reexecuted-allocated", "dagster-run-2")
         # A re-execution whose steps are recorded before the sensor records its RunStarted.
         store.append(step_event("old-reexecuted-steps-first", "s1", logical=2))
         store.append(
@@ -149,6 +153,7 @@ def test_prune_deletes_whole_finished_runs_and_nothing_else(platform_url: str) -
     assert report.events_deleted == sum(counts_before[r] for r in gone) == 4 + 4 + 4 + 5 + 3
     assert report.kept_unfinished == (
         "old-reexecuted",
+        "old-reexecuted-allocated",
         "old-reexecuted-steps-first",
         "old-running",
         "old-tenth-attempt",

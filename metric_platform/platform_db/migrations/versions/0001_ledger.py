@@ -1,5 +1,5 @@
-"""Ledger: runs, run events (range-partitioned by run_epoch on PostgreSQL), snapshots, projector
-state, outbox; the position sequence on PostgreSQL.
+"""Ledger: runs, run events (range-partitioned by run_epoch on PostgreSQL), logical attempts,
+snapshots, projector state, outbox; the position sequence on PostgreSQL.
 
 Revision ID: 0001
 Revises:
@@ -78,6 +78,15 @@ def upgrade() -> None:
         "ix_ledger_run_events_type_persisted", "ledger_run_events", ["event_type", "persisted_at"]
     )
     op.create_table(
+        "ledger_run_attempts",
+        sa.Column("run_id", sa.String(255), nullable=False),
+        sa.Column("engine_run_ref", sa.String(255), nullable=False),
+        sa.Column("logical_attempt_id", sa.Integer, nullable=False),
+        sa.Column("created_at", _TS, nullable=False),
+        sa.PrimaryKeyConstraint("run_id", "engine_run_ref", name="pk_ledger_run_attempts"),
+        sa.UniqueConstraint("run_id", "logical_attempt_id", name="uq_ledger_run_attempts_number"),
+    )
+    op.create_table(
         "ledger_run_snapshots",
         sa.Column("run_id", sa.String(255), primary_key=True),
         sa.Column("status", sa.String(16), nullable=False),
@@ -115,6 +124,7 @@ def downgrade() -> None:
     op.drop_table("ledger_outbox")
     op.drop_table("ledger_projector_state")
     op.drop_table("ledger_run_snapshots")
+    op.drop_table("ledger_run_attempts")
     # Dropping the partitioned parent drops every partition with it.
     op.drop_table("ledger_run_events")
     op.drop_table("ledger_runs")

@@ -1,0 +1,20 @@
+"""The code location loads, and holds the ledger's sensors, running by default."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from metric_platform.definitions import defs
+
+
+def test_the_code_location_holds_the_ledger_sensors_running_by_default() -> None:
+    repository = defs.get_repository_def()
+    sensors = {s.name: s for s in repository.sensor_defs}
+    assert set(sensors) == {
+        "ledger_run_started",
+        "ledger_run_success",
+        "ledger_run_failure",
+        "ledger_run_canceled",
+        "ledger_run_reconciler",
+    }
+    assert all(s.default_status is dg.DefaultSensorStatus.RUNNING for s in sensors.values())
