@@ -154,6 +154,13 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+# Events per transaction. Each batch decodes and re-encodes the snapshot of every run it touches,
+# so with many interleaved runs small batches cost most of a poll (measured: 20,000 events over
+# 100 runs took 17x the pure fold in batches of 1,000, 6x in one batch); 5,000 events commit in
+# about a second, within the lag SLA.
+DEFAULT_BATCH_SIZE = 5000
+
+
 class Projector:
     """Polls the ledger and keeps ``ledger_run_snapshots`` current (see the module docstring).
 
@@ -168,7 +175,7 @@ class Projector:
         name: str = "default",
         clock: Callable[[], dt.datetime] = _utc_now,
         lag_threshold_s: float = 5.0,
-        batch_size: int = 1000,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         before_commit: Callable[[], None] | None = None,
     ) -> None:
         if not 0 < len(name) <= 64:

@@ -54,7 +54,7 @@ from metric_platform.execution.results import ExecutionResult, ExecutionStatus
 from metric_platform.ledger.events import ArtifactRef, EventIdentity, EventType, NewEvent, StoredEvent
 from metric_platform.ledger.partitions import month_start
 from metric_platform.ledger.projection import RunSnapshot, RunStatus, StepStatus, project_run
-from metric_platform.ledger.projector import ProjectionReport, Projector, load_snapshot
+from metric_platform.ledger.projector import DEFAULT_BATCH_SIZE, ProjectionReport, Projector, load_snapshot
 from metric_platform.ledger.schema import outbox, projector_state, run_events, run_snapshots, runs
 from metric_platform.ledger.store import AppendOutcome, AppendResult, RunEventStore, stored_event_from_row
 from metric_platform.platform_db import MIGRATIONS as PLATFORM_MIGRATIONS
@@ -696,7 +696,8 @@ def test_projector_throughput(ledger_bench: LedgerBench, target: Target) -> None
             "warm-up (a poll lasts seconds, and the rows were just written and read)",
             f"each run: RunStarted, {(per_run - 2) // 2} StepStarted/StepCompleted pairs (one "
             "artifact each), RunCompleted, interleaved across runs as concurrent runs append them",
-            "poll: batches of 1,000 events (the default), snapshots and watermark written per batch; "
+            f"poll: batches of {DEFAULT_BATCH_SIZE:,} events (the default), snapshots and watermark "
+            "written per batch; "
             "before each sample the snapshots and the watermark are deleted (untimed); one batch: "
             "the same poll with `batch_size` = every event, each snapshot decoded and written once",
             "every stored snapshot equals the pure fold's; every run COMPLETED, every step SUCCESS",
