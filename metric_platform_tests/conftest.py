@@ -66,3 +66,23 @@ def pg_url(pg_server_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def no_backstop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Every time a dry run reached the write backstop (``write_guard.check``): a store must ask
+    ``permit`` and skip, never get there. Recorded (the real backstop still raises, which a store
+    could swallow) and asserted empty at the end."""
+    from metric_platform import write_guard
+
+    reached: list[str] = []
+    original = write_guard.check
+
+    def check(what: str) -> None:
+        if write_guard.is_dry_run():
+            reached.append(what)
+        original(what)
+
+    monkeypatch.setattr(write_guard, "check", check)
+    yield reached
+    assert reached == [], "a dry run reached the write backstop"

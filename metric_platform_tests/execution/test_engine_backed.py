@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from metric_platform import write_guard
 from metric_platform.db import create_db_engine
 from metric_platform.execution import ExecutionContext, ExecutionResult, MetricExecutionEngine, build_context
 from metric_platform.sample_data import generate, write_parquet
@@ -56,19 +54,6 @@ def manifest_url(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
-
-
-@pytest.fixture
-def no_backstop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every time a dry run reached the backstop (the tests assert it never does)."""
-    reached: list[str] = []
-
-    def check(what: str) -> None:
-        if write_guard.is_dry_run():
-            reached.append(what)
-
-    monkeypatch.setattr(write_guard, "check", check)
-    yield reached
 
 
 def settings_for(home: Path, manifest_url: str | None) -> Settings:

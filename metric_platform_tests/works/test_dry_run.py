@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +19,6 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from metric_platform import write_guard
 from metric_platform.engine.compose import Frame
 from metric_platform.engine.lifecycle.types import RefreshReport
 from metric_platform.engine.serving.types import Served
@@ -36,24 +35,9 @@ from metric_platform_tests.works.conftest import (
 )
 from metric_platform_tests.works.state import State, files_under, ledger_events, state
 
+pytestmark = pytest.mark.usefixtures("no_backstop")
+
 TWO_WEEKS = (WEEK[0], WEEK[1] + dt.timedelta(days=7))
-
-
-@pytest.fixture(autouse=True)
-def no_backstop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """A dry run must ask ``permit`` and skip, never reach the backstop; record it if one does
-    (the real backstop raises, which a store could swallow)."""
-    reached: list[str] = []
-    original = write_guard.check
-
-    def check(what: str) -> None:
-        if write_guard.is_dry_run():
-            reached.append(what)
-        original(what)
-
-    monkeypatch.setattr(write_guard, "check", check)
-    yield reached
-    assert reached == [], "a dry run reached the write backstop"
 
 
 def computed(result: ExecutionResult) -> Any:

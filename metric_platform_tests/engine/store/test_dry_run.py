@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -40,20 +40,6 @@ from metric_platform_tests.engine.conftest import CountingBackend, fixed_today
 from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_frame
 
 _TABLES = (engine_entries, engine_pending_deletions, engine_meta, engine_requests)
-
-
-@pytest.fixture
-def no_backstop(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    """Every time a dry run reached the backstop, recorded instead of raising (the tests assert
-    it never did: a store that asks ``permit`` first never gets there)."""
-    reached: list[str] = []
-
-    def check(what: str) -> None:
-        if write_guard.is_dry_run():
-            reached.append(what)
-
-    monkeypatch.setattr(write_guard, "check", check)
-    yield reached
 
 
 def manifest_rows(url: str, ac_name: str) -> dict[str, list[tuple[Any, ...]]]:
