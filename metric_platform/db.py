@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,7 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from metric_platform import write_guard
 from metric_platform.errors import StorageError
@@ -291,3 +292,54 @@ def _on_sqlite_begin(conn: Connection) -> None:
             if "locked" not in str(exc) or attempt == _SNAPSHOT_TRIES - 1:
                 raise
             time.sleep(0.01 * (attempt + 1))
+
+
+# -- what a dry run may open ------------------------------------------------------------------
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_WAL_FORMAT = 2  # header bytes 18-19 (write/read format version): 1 = rollback journal, 2 = WAL
+
+
+def readable_without_writing(url: str) -> bool:
+    """Can a normal connection read ``url`` without creating or changing anything?
+
+    PostgreSQL: yes. An on-disk SQLite file: only when it exists and is already in WAL mode,
+    since connecting creates a missing file (and its directory) and switches the journal mode.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return True  # create_db_engine then reports the bad URL with its own message
+    if parsed.get_backend_name() != "sqlite":
+        return True
+    path = _sqlite_file(parsed)
+    return path is None or _is_wal_database(path)
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names, or None for an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        name, _, options = database[len("file:") :].partition("?")
+        if "mode=memory" in options or url.query.get("mode") == "memory":
+            return None
+        return Path(name)
+    return Path(database)
+
+
+def _is_wal_database(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(20)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        return False
+    return len(header) == 20 and header.startswith(_SQLITE_MAGIC) and header[18] == _WAL_FORMAT
+
+
+def memory_stand_in_url() -> str:
+    """A fresh private in-memory SQLite database (a dry run's stand-in for a store it must not create)."""
+    # A named shared-cache memory database: every pooled connection (and thread) of the engine
+    # sees the same tables, unlike a plain ":memory:" database, which is private to one connection.
+    name = f"file:mp_dry_run_{uuid.uuid4().hex}?mode=memory&cache=shared"
+    return URL.create("sqlite", database=name, query={"uri": "true"}).render_as_string()

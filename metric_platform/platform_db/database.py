@@ -30,6 +30,7 @@ from metric_platform.db import (
     describe_url,
     is_in_memory,
     read_transaction,
+    readable_without_writing,
     write_transaction,
 )
 from metric_platform.errors import StorageError
@@ -113,15 +114,8 @@ def maintain_partitions(
 
 
 def _open_for_dry_run(url: str) -> Engine:
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if (
-        parsed.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-        and not Path(database).exists()
-    ):
-        return _stand_in(url, "does not exist yet")
+    if not readable_without_writing(url):  # missing, or a SQLite file connecting would convert
+        return _stand_in(url, "does not exist yet (or is not a WAL database)")
     engine = create_db_engine(url)
     if is_in_memory(engine):
         migrate(engine)  # lives in this process only: nothing is persisted
