@@ -479,6 +479,35 @@ def _next_attempt(conn: Connection, run_id: str, engine_run_ref: str) -> int:
     return max(2, int(highest or 0) + 1)
 
 
+def event_row(
+    event: NewEvent, *, run_epoch: dt.date, run_seq: int, persisted_at: dt.datetime
+) -> dict[str, Any]:
+    """The ``ledger_run_events`` values of ``event`` at (``run_epoch``, ``run_seq``), without the
+    allocated ``position`` and ``tx_id``: what an append writes, and what tests and benchmarks that
+    write rows around the store (gaps, bulk loads, baselines) must write too."""
+    identity = event.identity
+    return {
+        "run_epoch": run_epoch,
+        "run_id": identity.run_id,
+        "run_seq": run_seq,
+        "event_id": event.event_id,
+        "step_id": identity.step_id,
+        "engine_attempt_id": str(identity.engine_attempt_id),
+        "logical_attempt_id": str(identity.logical_attempt_id),
+        "plan_version": identity.plan_version,
+        "event_type": str(event.event_type),
+        "event_data": dict(event.data),
+        "idempotency_key": event.idempotency_key,
+        "semantic_sha256": hashlib.sha256(event.payload_text.encode("utf-8")).hexdigest(),
+        "emitted_at": as_utc(event.emitted_at),
+        "persisted_at": persisted_at,
+        "adapter_version": event.adapter_version,
+        "engine_run_ref": None if event.engine_run_ref is None else dict(event.engine_run_ref),
+        "caused_by_signal_id": event.caused_by_signal_id,
+        "parent_event_id": event.parent_event_id,
+    }
+
+
 def _insert_event(
     conn: Connection,
     event: NewEvent,
@@ -491,27 +520,11 @@ def _insert_event(
 ) -> int | None:
     """Insert the event row; its position, or None when its idempotency key is already recorded."""
     identity = event.identity
-    values: dict[str, Any] = {
-        "run_epoch": run_epoch,
-        "run_id": identity.run_id,
-        "run_seq": run_seq,
-        "event_id": event.event_id,
-        "step_id": identity.step_id,
-        "engine_attempt_id": str(identity.engine_attempt_id),
-        "logical_attempt_id": str(identity.logical_attempt_id),
-        "plan_version": identity.plan_version,
-        "event_type": str(event.event_type),
-        "event_data": dict(event.data),
-        "idempotency_key": event.idempotency_key,
-        "semantic_sha256": semantic_sha256,
-        "emitted_at": emitted_at,
-        "persisted_at": now,
-        "adapter_version": event.adapter_version,
-        "caused_by_signal_id": event.caused_by_signal_id,
-        "parent_event_id": event.parent_event_id,
-    }
-    if event.engine_run_ref is not None:
-        values["engine_run_ref"] = dict(event.engine_run_ref)
+    values = event_row(event, run_epoch=run_epoch, run_seq=run_seq, persisted_at=now)
+    values["emitted_at"] = emitted_at
+    values["semantic_sha256"] = semantic_sha256
+    if event.engine_run_ref is None:
+        del values["engine_run_ref"]  # SQL NULL, bound by the statement (see _insert_statement)
     statement = _INSERT_EVENT.get((conn.dialect.name, event.engine_run_ref is not None))
     if statement is None:
         msg = f"platform databases are SQLite or PostgreSQL, not {conn.dialect.name}; change the URL"

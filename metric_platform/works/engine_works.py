@@ -18,7 +18,7 @@ from metric_platform.backends.protocol import DataAPIBackend, DateWindow
 from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.frame_expr import DerivedMetric, FrameExpression
 from metric_platform.engine.query import QueryRequest, check_query
-from metric_platform.engine.store.keys import Domain
+from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.execution.context import ExecutionContext, InvalidContextError, describe_problems
 from metric_platform.execution.lookback import effective_window
 from metric_platform.execution.work import PreparedWork, Work, WorkOutcome
@@ -114,12 +114,15 @@ class ServeWork(_EngineWork[ServeParams]):
         )
         frame = served.frame.collect()
         p = served.provenance
+        # The served grain's entries in the window: an indexed manifest read, not a scan of the
+        # whole manifest (this runs once per Dagster partition).
+        base = EntryKey(self.workspace.ac.name, Domain.METRIC, params.family, tuple(params.anchor))
+        whole = engine.store.get(base)
         entries = [
-            e
-            for e in engine.entries(Domain.METRIC)
-            if e.key.dataset_id == params.family
-            and e.key.anchor == tuple(params.anchor)
-            and _inside(e, window)
+            *engine.store.list_slices(
+                base, start=window.start if window else None, end=window.end if window else None
+            ),
+            *([whole] if whole is not None else []),
         ]
         summary = {
             "family": params.family,
@@ -277,8 +280,3 @@ def _with_backend(session: Session) -> tuple[MetricEngine, DataAPIBackend]:
     engine, backend = session
     assert backend is not None, "a work that reads the source sets needs_backend"
     return engine, backend
-
-
-def _inside(entry: Any, window: DateWindow | None) -> bool:
-    day = entry.key.slice_day
-    return window is None or day is None or window.start <= day <= window.end

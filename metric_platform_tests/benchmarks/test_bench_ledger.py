@@ -56,7 +56,13 @@ from metric_platform.ledger.partitions import month_start
 from metric_platform.ledger.projection import RunSnapshot, RunStatus, StepStatus, project_run
 from metric_platform.ledger.projector import DEFAULT_BATCH_SIZE, ProjectionReport, Projector, load_snapshot
 from metric_platform.ledger.schema import outbox, projector_state, run_events, run_snapshots, runs
-from metric_platform.ledger.store import AppendOutcome, AppendResult, RunEventStore, stored_event_from_row
+from metric_platform.ledger.store import (
+    AppendOutcome,
+    AppendResult,
+    RunEventStore,
+    event_row,
+    stored_event_from_row,
+)
 from metric_platform.platform_db import MIGRATIONS as PLATFORM_MIGRATIONS
 from metric_platform.platform_db import open_platform_db
 from metric_platform.sample_data import SampleSpec, generate, write_parquet
@@ -68,7 +74,7 @@ from metric_platform.works.workspace import EngineWorkspace
 from metric_platform_tests.benchmarks.conftest import RETAIL_AC, env_int, run_header
 from metric_platform_tests.benchmarks.report import Report, Timing, measure, ms, ratio
 from metric_platform_tests.conftest import PG_URL_ENV
-from metric_platform_tests.ledger.conftest import fresh_pg_schema
+from metric_platform_tests.pg_schema import fresh_pg_schema
 
 pytestmark = pytest.mark.benchmark
 
@@ -189,30 +195,13 @@ def plain_rows(events: Sequence[NewEvent]) -> list[dict[str, Any]]:
     for position, event in enumerate(events, start=1):
         identity = event.identity
         seqs[identity.run_id] += 1
-        rows.append(
-            {
-                "run_epoch": month_start(event.emitted_at.date()),
-                "run_id": identity.run_id,
-                "run_seq": seqs[identity.run_id],
-                "event_id": event.event_id,
-                "step_id": identity.step_id,
-                "engine_attempt_id": str(identity.engine_attempt_id),
-                "logical_attempt_id": str(identity.logical_attempt_id),
-                "plan_version": identity.plan_version,
-                "event_type": str(event.event_type),
-                "event_data": dict(event.data),
-                "idempotency_key": event.idempotency_key,
-                "semantic_sha256": hashlib.sha256(event.payload_text.encode()).hexdigest(),
-                "emitted_at": event.emitted_at,
-                "persisted_at": event.emitted_at,
-                "adapter_version": event.adapter_version,
-                "engine_run_ref": None,
-                "caused_by_signal_id": None,
-                "parent_event_id": None,
-                "position": position,
-                "tx_id": 0,
-            }
+        row = event_row(
+            event,
+            run_epoch=month_start(event.emitted_at.date()),
+            run_seq=seqs[identity.run_id],
+            persisted_at=event.emitted_at,
         )
+        rows.append({**row, "position": position, "tx_id": 0})
     missing = set(plain_events.c.keys()) - set(rows[0]) if rows else set()
     assert not missing, f"ledger columns {sorted(missing)} are new: give the baseline's rows them too"
     return rows

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from metric_platform.ledger.events import (
 from metric_platform.ledger.projection import RunSnapshot, project_run
 from metric_platform.ledger.projector import Projector
 from metric_platform.ledger.schema import outbox, position_sequence, run_events, run_snapshots, runs
-from metric_platform.ledger.store import RunEventStore
+from metric_platform.ledger.store import RunEventStore, event_row
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 STEP_TYPES = (EventType.STEP_STARTED, EventType.STEP_COMPLETED, EventType.STEP_FAILED, EventType.STEP_SKIPPED)
@@ -134,32 +133,6 @@ def build_log(run_id: str, specs: Sequence[EventSpec]) -> list[StoredEvent]:
 
 
 # -- writing rows around the store (gaps, bulk loads) ------------------------------------------
-
-
-def event_row(
-    event: NewEvent, *, run_epoch: dt.date, run_seq: int, persisted_at: dt.datetime
-) -> dict[str, Any]:
-    """The ``ledger_run_events`` values the store writes for ``event``, without position and tx_id."""
-    identity = event.identity
-    return {
-        "run_epoch": run_epoch,
-        "run_id": identity.run_id,
-        "run_seq": run_seq,
-        "event_id": event.event_id,
-        "step_id": identity.step_id,
-        "engine_attempt_id": str(identity.engine_attempt_id),
-        "logical_attempt_id": str(identity.logical_attempt_id),
-        "event_type": str(event.event_type),
-        "event_data": dict(event.data),
-        "idempotency_key": event.idempotency_key,
-        "semantic_sha256": hashlib.sha256(event.payload_text.encode("utf-8")).hexdigest(),
-        "emitted_at": event.emitted_at,
-        "persisted_at": persisted_at,
-        "adapter_version": event.adapter_version,
-        "engine_run_ref": dict(event.engine_run_ref) if event.engine_run_ref is not None else None,
-        "caused_by_signal_id": event.caused_by_signal_id,
-        "parent_event_id": event.parent_event_id,
-    }
 
 
 def _tx_and_positions(conn: Connection, n: int) -> tuple[int, list[int]]:

@@ -9,33 +9,14 @@ one alone, for tests of what only PostgreSQL has (partitions, transaction ids).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from metric_platform.db import create_db_engine, write_transaction
 from metric_platform.ledger.store import RunEventStore
 from metric_platform.platform_db import open_platform_db
-
-
-@contextmanager
-def fresh_pg_schema(pg_url: str) -> Iterator[str]:
-    """The URL of a new, empty schema in the session database; the schema is dropped afterwards."""
-    schema = f"ledger_{uuid.uuid4().hex[:10]}"
-    admin = create_db_engine(pg_url)
-    with write_transaction(admin) as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = sa.engine.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with write_transaction(admin) as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+from metric_platform_tests.pg_schema import fresh_pg_schema
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

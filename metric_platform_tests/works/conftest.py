@@ -26,7 +26,7 @@ from metric_platform.settings import Settings
 from metric_platform.works.runner import batch_context, run_work
 from metric_platform.works.workspace import EngineWorkspace
 from metric_platform_tests.engine.conftest import RETAIL_YAML, SAMPLE_SPEC, TODAY
-from metric_platform_tests.ledger.conftest import fresh_pg_schema
+from metric_platform_tests.pg_schema import fresh_pg_schema
 from metric_platform_tests.works.state import database_urls
 
 # Served "on" TODAY (2026-11-21) the hold-off of 3 days leaves 2026-11-19/20 provisional; on LATER

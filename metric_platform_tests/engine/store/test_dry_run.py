@@ -7,7 +7,6 @@ Parquet writer) is even reached: a store that asks first never gets there.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from metric_platform import write_guard
 from metric_platform.backends.protocol import DateWindow
@@ -38,6 +36,7 @@ from metric_platform.semantics.types import TimeGrain
 from metric_platform.settings import Settings
 from metric_platform_tests.engine.conftest import CountingBackend, fixed_today
 from metric_platform_tests.engine.store._support import days, frame_for, key, meta, slice_frame
+from metric_platform_tests.pg_schema import fresh_pg_schema
 
 _TABLES = (engine_entries, engine_pending_deletions, engine_meta, engine_requests)
 
@@ -189,27 +188,17 @@ def test_a_manifest_not_at_head_is_left_alone_under_a_dry_run(tmp_path: Path, no
 def test_a_postgres_database_without_the_engine_tables_gets_none_under_a_dry_run(
     pg_url: str, tmp_path: Path, no_backstop: list[str]
 ) -> None:
-    schema = f"mp_dry_{uuid.uuid4().hex[:8]}"
-    admin = create_db_engine(pg_url)
-    try:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    with fresh_pg_schema(pg_url) as url:
         # Only the new, empty schema is visible: a database the engine never migrated.
-        url = make_url(pg_url).update_query_dict({"options": f"-c search_path={schema}"})
-        with write_guard.dry_run(), EntryStore(url.render_as_string(hide_password=False), tmp_path) as store:
+        with write_guard.dry_run(), EntryStore(url, tmp_path) as store:
             assert store.list_entries("ac") == []
             assert store.publish_many([(key("ac"), frame_for(key("ac")), meta())]) == []
-        with admin.connect() as conn:
-            tables = conn.execute(
-                sa.text("SELECT count(*) FROM information_schema.tables WHERE table_schema = :s"),
-                {"s": schema},
-            ).scalar_one()
-        assert tables == 0
-        assert no_backstop == []
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+        engine = create_db_engine(url)
+        try:
+            assert sa.inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
+    assert no_backstop == []
 
 
 def test_a_sqlite_file_not_in_wal_mode_is_not_switched_under_a_dry_run(

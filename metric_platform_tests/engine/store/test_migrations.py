@@ -36,6 +36,7 @@ from metric_platform_tests.engine.store._support import (
     slice_base,
     slice_frame,
 )
+from metric_platform_tests.pg_schema import fresh_pg_schema
 
 ENGINE_TABLES = {"engine_entries", "engine_pending_deletions", "engine_meta", "engine_requests"}
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -47,18 +48,8 @@ def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.sqlite'}"
         return
-    pg_url = str(request.getfixturevalue("pg_url"))
-    schema = f"mig_{uuid.uuid4().hex[:10]}"
-    admin = create_db_engine(pg_url)
-    with write_transaction(admin) as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        url = sa.engine.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with write_transaction(admin) as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with fresh_pg_schema(str(request.getfixturevalue("pg_url"))) as url:
+        yield url
 
 
 def _tables(engine: sa.Engine) -> set[str]:
