@@ -1,8 +1,11 @@
-"""Deterministic sample data: tenant ``acme``'s retail/ads model (one fact, two dimensions).
+"""Deterministic sample data: a tenant's retail/ads model (one fact, two dimensions).
 
-The tables and columns are fixed because ``data/acs/retail.yaml`` names them. Generation is
-vectorized numpy + Polars driven by one ``numpy.random.default_rng(seed)``, so one spec always gives
-byte-identical frames (and Parquet files), and 10M rows take seconds rather than minutes.
+The tables and columns are fixed because the sample ACs (``data/acs/*.yaml``) name them; the tenant
+and project are not: each sample carries its own in every fact row and in ``sample.json``, so two
+tenants' samples (``data/sample/`` for ``acme``, ``data/sample_globex/`` for ``globex``) are two
+sources that an AC's tenant filter tells apart. Generation is vectorized numpy + Polars driven by
+one ``numpy.random.default_rng(seed)``, so one spec always gives byte-identical frames (and Parquet
+files), and 10M rows take seconds rather than minutes.
 
 ``transactions``: one row per sale; daily volume follows a weekly pattern and a few big stores take
 most of the rows; ~10% of rows are updated 1-5 days after their event day (the late updates the
@@ -60,6 +63,8 @@ class SampleSpec:
     stores: int = 24
     campaigns: int = 12
     seed: int = 7
+    tenant_id: str = TENANT_ID
+    project_id: str = PROJECT_ID
 
     def __post_init__(self) -> None:
         for name in ("rows", "days", "stores", "campaigns"):
@@ -67,10 +72,31 @@ class SampleSpec:
             if value < 1:
                 msg = f"SampleSpec.{name} must be at least 1, got {value}"
                 raise InvalidRequestError(msg)
+        for name in ("tenant_id", "project_id"):
+            if not getattr(self, name).strip():
+                msg = f"SampleSpec.{name} is empty; name the tenant and project the sample belongs to"
+                raise InvalidRequestError(msg)
 
 
 # The sample committed under data/sample/ (small enough for git; data/acs/retail.yaml reads it).
 COMMITTED_SPEC = SampleSpec(rows=4_000, days=60, end_date=date(2026, 11, 20))
+# The second tenant's sample, data/sample_globex/ (data/acs/outlets.yaml reads it): another seed,
+# tenant and project, and a smaller chain, so nothing about it coincides with acme's by accident.
+GLOBEX_COMMITTED_SPEC = SampleSpec(
+    rows=3_000,
+    days=60,
+    end_date=date(2026, 11, 20),
+    stores=10,
+    campaigns=8,
+    seed=1_031,
+    tenant_id="globex",
+    project_id="f1d12d35-bda3-4db6-b43e-d6e7fce71018",
+)
+# Every committed sample by its directory under data/: how to regenerate each one exactly.
+COMMITTED_SAMPLES: Mapping[str, SampleSpec] = {
+    "sample": COMMITTED_SPEC,
+    "sample_globex": GLOBEX_COMMITTED_SPEC,
+}
 
 
 def resolve_end_date(spec: SampleSpec, *, today: date | None = None) -> date:
@@ -86,7 +112,7 @@ def generate(spec: SampleSpec, *, today: date | None = None) -> dict[str, pl.Dat
     start = end - timedelta(days=spec.days - 1)
     # Dimensions draw first, so the dimension tables do not depend on ``rows``.
     rng = np.random.default_rng(spec.seed)
-    stores, store_p = _stores(rng, spec.stores, start, end)
+    stores, store_p = _stores(rng, spec.stores, start, end, brand=spec.tenant_id.title())
     campaigns, campaign_p = _campaigns(rng, spec.campaigns)
     transactions = _transactions(
         rng, spec, start, stores=stores, store_p=store_p, campaigns=campaigns, campaign_p=campaign_p
@@ -113,7 +139,9 @@ def _town(i: int) -> str:
     return name if i < stems * ends else f"{name} {i // (stems * ends) + 1}"
 
 
-def _stores(rng: np.random.Generator, count: int, start: date, end: date) -> tuple[pl.DataFrame, _Floats]:
+def _stores(
+    rng: np.random.Generator, count: int, start: date, end: date, *, brand: str
+) -> tuple[pl.DataFrame, _Floats]:
     # Round-robin then shuffle: every region has stores, and store -> region is a true FD.
     regions = rng.permutation(np.arange(count) % len(REGIONS))
     # Zipf-like sizes, shuffled so the big stores are not simply the first ids.
@@ -123,7 +151,7 @@ def _stores(rng: np.random.Generator, count: int, start: date, end: date) -> tup
     opened_on = [oldest + timedelta(days=int(d)) for d in opened]
     if count >= 3:
         opened_on[-1] = end + timedelta(days=14)
-    names = [f"Acme {_town(i)}" for i in range(count)]
+    names = [f"{brand} {_town(i)}" for i in range(count)]
     frame = pl.DataFrame(
         {
             "store_id": _ids("S", count),
@@ -170,6 +198,8 @@ def _transactions(
         store_p=store_p,
         campaign_ids=campaigns["campaign_id"],
         campaign_p=campaign_p,
+        tenant_id=spec.tenant_id,
+        project_id=spec.project_id,
     )
     # Chunks bound the numpy temporaries, so peak memory stays near the size of the result.
     chunks = [
@@ -188,6 +218,8 @@ class _FactContext:
     store_p: _Floats
     campaign_ids: pl.Series
     campaign_p: _Floats
+    tenant_id: str
+    project_id: str
 
 
 def _fact_chunk(
@@ -235,8 +267,8 @@ def _fact_chunk(
 
     return raw.select(
         pl.col("txn_id"),
-        pl.lit(TENANT_ID, dtype=pl.String).alias("tenant_id"),
-        pl.lit(PROJECT_ID, dtype=pl.String).alias("project_id"),
+        pl.lit(ctx.tenant_id, dtype=pl.String).alias("tenant_id"),
+        pl.lit(ctx.project_id, dtype=pl.String).alias("project_id"),
         pl.col("day").cast(pl.Date).alias("event_date"),
         pl.lit(ctx.store_ids).gather(pl.col("store")).alias("store_id"),
         pl.when(pl.col("organic"))
@@ -272,8 +304,8 @@ def sample_metadata(spec: SampleSpec, *, today: date | None = None) -> dict[str,
         "end_date": end.isoformat(),
         "stores": spec.stores,
         "campaigns": spec.campaigns,
-        "tenant_id": TENANT_ID,
-        "project_id": PROJECT_ID,
+        "tenant_id": spec.tenant_id,
+        "project_id": spec.project_id,
         "tables": {table: {"file": f"{table}.parquet", "rows": rows[table]} for table in TABLES},
     }
 
@@ -311,11 +343,20 @@ def ensure_sample(
     metadata says what is there. ``sample.json`` is written last, so it marks a complete sample and
     an interrupted run is simply redone; concurrent runs write identical bytes.
     """
-    existing = read_metadata(directory)
-    if existing is not None and all((directory / f"{table}.parquet").is_file() for table in TABLES):
+    existing = complete_sample(directory)
+    if existing is not None:
         return False, existing
     write_parquet(generate(spec, today=today), directory)
     return True, write_metadata(spec, directory, today=today)
+
+
+def complete_sample(directory: Path) -> dict[str, Any] | None:
+    """The metadata of the complete sample in ``directory`` (``sample.json`` and every table), or
+    None when there is none or it was interrupted."""
+    existing = read_metadata(directory)
+    if existing is not None and all((directory / f"{table}.parquet").is_file() for table in TABLES):
+        return existing
+    return None
 
 
 def _atomic_write(path: Path, write: Callable[[str], object]) -> None:

@@ -2,19 +2,30 @@
 
 The embedded default needs no environment at all: everything lives under ``home`` (a
 repository-local ``.metric_platform/`` directory), with SQLite files for every store.
+
+Engine homes are per project: :meth:`Settings.for_project` gives each (tenant, project) its own
+manifest and Parquet root under ``home/engine/<tenant_id>/<project_id>/``, so one tenant's engine
+store never holds, sweeps or evicts another's entries. An explicit ``engine_manifest_url`` or
+``engine_data_dir`` (a production PostgreSQL manifest, shared storage for Parquet) keeps one store
+for every project, in which ACs are namespaced by name. The platform database (ledger, outbox,
+read-model) stays one per installation.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from metric_platform.errors import InvalidRequestError
 from metric_platform.installation import InstallationFileSource
 
 GIB = 1024**3
+# A tenant or project id becomes a directory name: no separators, no "..", nothing a shell mangles.
+_PATH_SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class Settings(BaseSettings):
@@ -61,6 +72,9 @@ class Settings(BaseSettings):
     # Replaced entry files are kept this long so a LazyFrame planned before a replacement or an
     # eviction still collects (ARCHITECTURE.md §6).
     file_grace_seconds: float = Field(default=900.0, ge=0)
+    # (tenant_id, project_id) once :meth:`for_project` chose an engine home; private, so neither the
+    # environment nor an installation file can set it.
+    _project: tuple[str, str] | None = PrivateAttr(default=None)
 
     @classmethod
     def settings_customise_sources(
@@ -82,11 +96,46 @@ class Settings(BaseSettings):
             raise ValueError(msg)
         return self
 
+    def for_project(self, tenant_id: str, project_id: str) -> Settings:
+        """A copy whose engine store is the project's own (``home/engine/<tenant>/<project>/``).
+
+        When either ``engine_manifest_url`` or ``engine_data_dir`` is set, the copy keeps the one
+        shared store: a manifest and its Parquet root are one store (entry paths are relative to the
+        root, and a sweep of the root deletes files its manifest does not name), so splitting one of
+        them per project while the other is shared would let one project's sweep delete another's
+        entries. Projecting again (for another project) replaces the earlier choice.
+        """
+        for what, value in (("tenant_id", tenant_id), ("project_id", project_id)):
+            if not _PATH_SAFE.fullmatch(value) or value in {".", ".."}:
+                msg = (
+                    f"{what} {value!r} cannot name an engine home directory; use letters, digits, "
+                    "'_', '.' and '-' only (and not '.' or '..'), e.g. 'acme'"
+                )
+                raise InvalidRequestError(msg)
+        projected = self.model_copy()
+        projected._project = (tenant_id, project_id)
+        return projected
+
+    @property
+    def shares_engine_store(self) -> bool:
+        """True when an explicit manifest URL or data dir makes every project use one engine store."""
+        return bool(self.engine_manifest_url) or self.engine_data_dir is not None
+
+    @property
+    def engine_home(self) -> Path:
+        """Where the embedded engine store lives: the project's directory once :meth:`for_project`
+        chose one (and no explicit store is set), else ``home/engine``."""
+        root = self.home / "engine"
+        if self._project is None or self.shares_engine_store:
+            return root
+        tenant_id, project_id = self._project
+        return root / tenant_id / project_id
+
     @property
     def manifest_url(self) -> str:
         if self.engine_manifest_url:
             return self.engine_manifest_url
-        return f"sqlite:///{(self.home / 'engine' / 'manifest.sqlite').resolve()}"
+        return f"sqlite:///{(self.engine_home / 'manifest.sqlite').resolve()}"
 
     @property
     def platform_url(self) -> str:
@@ -101,7 +150,7 @@ class Settings(BaseSettings):
 
     @property
     def data_dir(self) -> Path:
-        return self.engine_data_dir or self.home / "engine" / "data"
+        return self.engine_data_dir or self.engine_home / "data"
 
     @property
     def entry_byte_cap(self) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import dagster as dg
+from dagster._core.execution.context.system import StepExecutionContext  # what an InputContext holds
 
 from metric_platform.execution.context import RunIdentity
 
@@ -55,18 +56,26 @@ def step_identity(
 ) -> RunIdentity:
     """The ledger identity of the step ``context`` runs; its logical attempt comes from ``attempts``
     (a ``RetryPolicy`` retry runs in the same Dagster run, so it keeps its logical attempt)."""
-    run = context.run
-    step_key = context.get_step_execution_context().step.key
+    return identity_of_step(
+        context.get_step_execution_context(), plan_version=plan_version, attempts=attempts
+    )
+
+
+def identity_of_step(
+    step: StepExecutionContext, *, plan_version: str, attempts: AttemptAllocator
+) -> RunIdentity:
+    """:func:`step_identity` from Dagster's step context (what an input manager's context has)."""
+    run = step.dagster_run
     partitions: tuple[str, str] | None = None
-    if context.has_partition_key_range:  # a range run (a single-run backfill)
-        keys = context.partition_key_range
+    if step.has_partition_key_range:  # a range run (a single-run backfill)
+        keys = step.partition_key_range
         partitions = (keys.start, keys.end)
-    elif context.has_partition_key:  # one partition
-        partitions = (context.partition_key, context.partition_key)
+    elif step.has_partition_key:  # one partition
+        partitions = (step.partition_key, step.partition_key)
     return RunIdentity(
         run_id=root_run_id(run),
-        step_id=step_id(step_key, partitions),
+        step_id=step_id(step.step.key, partitions),
         logical_attempt_id=logical_attempt(run, attempts),
-        engine_attempt_id=context.retry_number,
+        engine_attempt_id=step.previous_attempt_count,
         plan_version=plan_version,
     )

@@ -82,8 +82,10 @@ class MetricEngine:
         *,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> MetricEngine:
-        """An engine over the store the settings name (the embedded SQLite default needs none)."""
-        settings = settings or Settings()
+        """An engine over the AC's project store the settings name (the embedded SQLite default
+        needs none): each tenant's project has its own engine home unless the settings name one
+        shared store (:meth:`Settings.for_project`)."""
+        settings = (settings or Settings()).for_project(ac.tenant_id, str(ac.project_id))
         return cls(ac, EntryStore.from_settings(settings), limits=limits_from(settings), today=today)
 
     def serve(
@@ -120,13 +122,16 @@ class MetricEngine:
         pin: bool = False,
         recompute: bool = False,
         refresh: bool = False,
+        trust_base: bool = False,
         explain: bool = False,
     ) -> Served:
         """A METRIC serve with its provenance. ``pin`` keeps the result whatever the memoization
         rules say and protects it from eviction (entries behind a materialized Dagster partition);
         ``recompute`` goes to the backend even when memoized slices exist, and replaces them;
         ``refresh`` recomputes the slices still provisional (inside the hold-off window) and
-        serves stable ones from memory (a partition materialization or a refresh)."""
+        serves stable ones from memory (a partition materialization or a refresh); with
+        ``trust_base`` it rolls provisional buckets up from the family's base-grain slices, which
+        the family's own partitions keep fresh (a cache-hint grain's materialization)."""
         return self._healing(
             lambda: self._metric.serve(
                 family,
@@ -137,6 +142,7 @@ class MetricEngine:
                 pin=pin,
                 recompute=recompute,
                 refresh=refresh,
+                trust_base=trust_base,
                 explain=explain,
             )
         )

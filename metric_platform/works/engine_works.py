@@ -8,79 +8,25 @@ so a bad request fails before anything runs, and opens the engine only in ``run`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from metric_platform.backends.protocol import DataAPIBackend, DateWindow
-from metric_platform.engine.engine import MetricEngine
+from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.frame_expr import DerivedMetric, FrameExpression
 from metric_platform.engine.query import QueryRequest, check_query
 from metric_platform.engine.store.keys import Domain, EntryKey
-from metric_platform.execution.context import ExecutionContext, InvalidContextError, describe_problems
-from metric_platform.execution.lookback import effective_window
-from metric_platform.execution.work import PreparedWork, Work, WorkOutcome
+from metric_platform.execution.context import ExecutionContext
+from metric_platform.execution.work import Work, WorkOutcome
+from metric_platform.ledger.events import JSONValue
 from metric_platform.works.artifacts import entry_refs
+from metric_platform.works.base import EngineWork, Session, with_backend
 from metric_platform.works.params import EvictParams, ProfileParams, QueryParams, RefreshParams, ServeParams
+from metric_platform.works.quality import QualityWork
 from metric_platform.works.query_ops import parse_ops
+from metric_platform.works.serve_figures import bucket_figures, preview
 from metric_platform.works.workspace import EngineWorkspace
 
-P = TypeVar("P", bound=BaseModel)
-Session = tuple[MetricEngine, DataAPIBackend | None]
 
-
-@dataclass(frozen=True)
-class _Prepared:
-    run_in: Callable[[], WorkOutcome]
-
-    def run(self) -> WorkOutcome:
-        return self.run_in()
-
-
-class _EngineWork(Generic[P]):
-    """Validate params (``params_model``) and scope, then ``check`` them against the AC; ``compute``
-    runs inside an engine session."""
-
-    name: str
-    params_model: type[P]
-    needs_backend = True  # False: the work reads only the engine store (no source connection)
-
-    def __init__(self, workspace: EngineWorkspace) -> None:
-        self.workspace = workspace
-
-    def prepare(self, context: ExecutionContext) -> PreparedWork:
-        try:
-            params = self.params_model.model_validate(dict(context.params))
-        except ValidationError as exc:
-            raise InvalidContextError(describe_problems(f"parameters of {self.name}", exc)) from None
-        self.workspace.check_scope(context)
-        days = effective_window(context.scope)
-        window = None if days is None else DateWindow(days.start, days.end)
-        # A bad name raises its own typed UserError (UnknownNameError with a did-you-mean, ...):
-        # the scaffold rejects the context on any error from prepare, and the message stays the
-        # one the user would get from the engine itself.
-        checked = self.check(params, window)
-        return _Prepared(lambda: self._run(context, params, window, checked))
-
-    def check(self, params: P, window: DateWindow | None) -> Any:
-        """Validate against the AC without I/O; the result is handed to ``compute``."""
-        return None
-
-    def compute(
-        self, session: Session, context: ExecutionContext, params: P, window: DateWindow | None, checked: Any
-    ) -> WorkOutcome:
-        raise NotImplementedError
-
-    def _run(
-        self, context: ExecutionContext, params: P, window: DateWindow | None, checked: Any
-    ) -> WorkOutcome:
-        with self.workspace.session(backend=self.needs_backend) as session:
-            return self.compute(session, context, params, window, checked)
-
-
-class ServeWork(_EngineWork[ServeParams]):
+class ServeWork(EngineWork[ServeParams]):
     """One metric family at one anchor over the scope's days (seed 003 §4)."""
 
     name = "engine.serve"
@@ -101,7 +47,7 @@ class ServeWork(_EngineWork[ServeParams]):
         window: DateWindow | None,
         _: Any,
     ) -> WorkOutcome:
-        engine, backend = _with_backend(session)
+        engine, backend = with_backend(session)
         served = engine.serve_metric(
             params.family,
             params.anchor,
@@ -110,13 +56,19 @@ class ServeWork(_EngineWork[ServeParams]):
             pin=params.pin,
             recompute=params.recompute,
             refresh=params.refresh,
+            trust_base=params.trust_base,
             explain=params.explain,
         )
         frame = served.frame.collect()
         p = served.provenance
         # The served grain's entries in the window: an indexed manifest read, not a scan of the
         # whole manifest (this runs once per Dagster partition).
-        base = EntryKey(self.workspace.ac.name, Domain.METRIC, params.family, tuple(params.anchor))
+        base = EntryKey(
+            self.workspace.ac.name,
+            Domain.METRIC,
+            params.family,
+            self.workspace.ac.canonical_grain(params.anchor),
+        )
         whole = engine.store.get(base)
         entries = [
             *engine.store.list_slices(
@@ -124,7 +76,7 @@ class ServeWork(_EngineWork[ServeParams]):
             ),
             *([whole] if whole is not None else []),
         ]
-        summary = {
+        summary: dict[str, JSONValue] = {
             "family": params.family,
             "anchor": list(params.anchor),
             "rows": frame.height,
@@ -133,10 +85,20 @@ class ServeWork(_EngineWork[ServeParams]):
             "stability_cutoff": p.stability_cutoff.isoformat() if p.stability_cutoff else None,
             "verification_level": p.verification_level,
         }
+        if params.figures:
+            time_column = next((d for d in params.anchor if self.workspace.ac.dimension(d).is_time), None)
+            summary |= {
+                "explain": p.path.describe(),
+                "source_anchor": list(p.path.source_anchor),
+                "backend_ranges": [f"{r.start}..{r.end}" for r in p.path.backend_ranges],
+                "bytes": sum(e.byte_size for e in entries),
+                "buckets": bucket_figures(frame, time_column, p, entries),
+                "preview": preview(frame),
+            }
         return WorkOutcome(entry_refs(entries), summary, dataclasses.replace(served, frame=frame.lazy()))
 
 
-class QueryWork(_EngineWork[QueryParams]):
+class QueryWork(EngineWork[QueryParams]):
     """Several metrics at one grain, composed, with derived metrics and post-grain ops (seed 003 §8)."""
 
     name = "engine.query"
@@ -163,13 +125,13 @@ class QueryWork(_EngineWork[QueryParams]):
         window: DateWindow | None,
         request: QueryRequest,
     ) -> WorkOutcome:
-        engine, backend = _with_backend(session)
+        engine, backend = with_backend(session)
         frame = engine.query(request, backend=backend)
         summary = {"metrics": list(params.metrics), "grain": list(params.grain), "rows": frame.data.height}
         return WorkOutcome((), summary, frame)
 
 
-class ProfileWork(_EngineWork[ProfileParams]):
+class ProfileWork(EngineWork[ProfileParams]):
     """A QM profile of a source schema, or of one of its columns (seed 003 §5.6)."""
 
     name = "qm.profile"
@@ -189,7 +151,7 @@ class ProfileWork(_EngineWork[ProfileParams]):
         window: DateWindow | None,
         _: Any,
     ) -> WorkOutcome:
-        engine, backend = _with_backend(session)
+        engine, backend = with_backend(session)
         before = len(engine.entries(Domain.QM))
         profile: Any
         if params.column is not None:
@@ -210,7 +172,7 @@ class ProfileWork(_EngineWork[ProfileParams]):
         return WorkOutcome(entry_refs(entries), summary, profile)
 
 
-class RefreshWork(_EngineWork[RefreshParams]):
+class RefreshWork(EngineWork[RefreshParams]):
     """Recompute the slices that crossed the stability cutoff (seed 003 §11). A dry run computes
     them all and keeps nothing (the write guard), and its report says so."""
 
@@ -225,7 +187,7 @@ class RefreshWork(_EngineWork[RefreshParams]):
         window: DateWindow | None,
         _: Any,
     ) -> WorkOutcome:
-        engine, backend = _with_backend(session)
+        engine, backend = with_backend(session)
         report = engine.refresh(
             backend=backend, provisional=params.provisional, late_updates=params.late_updates
         )
@@ -241,7 +203,7 @@ class RefreshWork(_EngineWork[RefreshParams]):
         return WorkOutcome((), summary, report)
 
 
-class EvictWork(_EngineWork[EvictParams]):
+class EvictWork(EngineWork[EvictParams]):
     """Evict down to the byte budget (seed 003 §10). Choosing is the computation: a dry run chooses
     and evicts nothing."""
 
@@ -273,10 +235,11 @@ def engine_works(workspace: EngineWorkspace) -> tuple[Work, ...]:
     return tuple(cls(workspace) for cls in _WORKS)
 
 
-_WORKS: tuple[type[_EngineWork[Any]], ...] = (ServeWork, QueryWork, ProfileWork, RefreshWork, EvictWork)
-
-
-def _with_backend(session: Session) -> tuple[MetricEngine, DataAPIBackend]:
-    engine, backend = session
-    assert backend is not None, "a work that reads the source sets needs_backend"
-    return engine, backend
+_WORKS: tuple[type[EngineWork[Any]], ...] = (
+    ServeWork,
+    QueryWork,
+    ProfileWork,
+    RefreshWork,
+    EvictWork,
+    QualityWork,
+)

@@ -18,6 +18,9 @@ class ServeParams(_Params):
     pin: bool = False  # keep the result and protect it from eviction (a Dagster partition)
     recompute: bool = False
     refresh: bool = False
+    trust_base: bool = False  # with refresh: roll provisional buckets up from the family's base slices
+    # Per-bucket figures and a preview in the summary: a Dagster materialization's metadata.
+    figures: bool = False
 
 
 OpKind = Literal["having", "order", "limit", "per"]

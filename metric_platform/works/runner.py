@@ -27,6 +27,7 @@ from metric_platform.ledger.events import EventType, JSONValue
 from metric_platform.ledger.recorder import LedgerRecorder
 from metric_platform.ledger.spool import Spool
 from metric_platform.ledger.store import RunEventStore
+from metric_platform.settings import Settings
 from metric_platform.works.engine_works import engine_works
 from metric_platform.works.plan_version import plan_version
 from metric_platform.works.workspace import EngineWorkspace
@@ -121,7 +122,7 @@ class LedgerRun:
     def __enter__(self) -> LedgerRun:
         with ExitStack() as stack:
             self.suppressed = stack.enter_context(write_guard.dry_run(self.dry_run))
-            self._recorder = stack.enter_context(_recorder(self.workspace))
+            self._recorder = stack.enter_context(ledger_recorder(self.workspace.settings))
             self._engine = MetricExecutionEngine(engine_works(self.workspace), recorder=self._recorder)
             self._record(EventType.RUN_STARTED)
             self._stack = stack.pop_all()
@@ -192,8 +193,8 @@ class LedgerRun:
 
 
 @contextmanager
-def _recorder(workspace: EngineWorkspace) -> Iterator[LedgerRecorder]:
-    settings = workspace.settings
+def ledger_recorder(settings: Settings) -> Iterator[LedgerRecorder]:
+    """The ledger recorder over the platform database ``settings`` name (closed afterwards)."""
     store = RunEventStore.open(settings.platform_url)
     try:
         yield LedgerRecorder(store, Spool(settings.spool_dir), budget_ms=settings.ledger_write_budget_ms)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from metric_platform import cli
-from metric_platform.sample_data import TABLES
+from metric_platform.sample_data import PROJECT_ID, TABLES, TENANT_ID
 from metric_platform.semantics.loader import load_ac
 from metric_platform_tests.cli.conftest import run
 from metric_platform_tests.engine.conftest import RETAIL_YAML, SAMPLE_SPEC, write_ac_variant
@@ -58,7 +58,8 @@ def test_profile_prints_a_table_with_every_column(
     assert lines[0] == f"transactions: 3000 rows, {len(TRANSACTION_COLUMNS)} columns"
     body = lines[3:]
     assert [line.split()[0] for line in body] == TRANSACTION_COLUMNS
-    assert (home / "engine" / "manifest.sqlite").is_file(), "the engine store lives under the home"
+    project = home / "engine" / TENANT_ID / PROJECT_ID  # the retail AC's project home
+    assert (project / "manifest.sqlite").is_file(), "the engine store lives under the home"
 
 
 def test_profile_json_parses(sample_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

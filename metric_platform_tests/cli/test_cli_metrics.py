@@ -14,7 +14,7 @@ from polars.testing import assert_frame_equal
 from metric_platform.backends.factory import backend_for
 from metric_platform.backends.protocol import AggregateRequest, DateWindow
 from metric_platform.engine.store.entry_store import EntryStore
-from metric_platform.sample_data import generate
+from metric_platform.sample_data import PROJECT_ID, TENANT_ID, generate
 from metric_platform.semantics.loader import load_ac
 from metric_platform.settings import Settings
 from metric_platform_tests.cli.conftest import run
@@ -31,7 +31,7 @@ def direct(sample_dir: Path, family: str, grain: tuple[str, ...]) -> pl.DataFram
 
 
 def entry_count(home: Path) -> int:
-    with EntryStore.from_settings(Settings(home=home)) as store:
+    with EntryStore.from_settings(Settings(home=home).for_project(TENANT_ID, PROJECT_ID)) as store:
         return len(store.list_entries("retail"))
 
 

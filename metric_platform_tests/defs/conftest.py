@@ -12,12 +12,13 @@ import pytest
 from metric_platform.ledger.store import RunEventStore
 from metric_platform.platform_db import open_platform_db
 from metric_platform_tests.defs import dagster_jobs as jobs
+from metric_platform_tests.defs.metric_defs import dagster_instance
 
 
 @pytest.fixture
 def instance() -> Iterator[dg.DagsterInstance]:
     jobs.reset()
-    with dg.instance_for_test() as instance:
+    with dagster_instance() as instance:  # instance_for_test, on tmpfs when there is one
         yield instance
     jobs.reset()
 

@@ -22,7 +22,7 @@ from metric_platform.engine.store.entry_store import EntryStore
 from metric_platform.engine.store.in_flight import IN_FLIGHT_MAX_AGE
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.engine.store.records import Entry
-from metric_platform.sample_data import SampleSpec, generate, write_parquet
+from metric_platform.sample_data import PROJECT_ID, TENANT_ID, SampleSpec, generate, write_parquet
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.semantics.types import MissingValueTreatment
@@ -46,7 +46,10 @@ def fixed_today() -> date:
 
 def make_settings(home: Path, manifest_url: str | None = None) -> Settings:
     # Explicit None, so a METRIC_PLATFORM_ENGINE_* variable in the environment cannot redirect a test.
-    return Settings(home=home, engine_manifest_url=manifest_url, engine_data_dir=None)
+    # Projected on the retail AC's project, so ``manifest_url`` and ``data_dir`` name the store its
+    # engine opens (``MetricEngine.open`` projects the same way).
+    settings = Settings(home=home, engine_manifest_url=manifest_url, engine_data_dir=None)
+    return settings.for_project(TENANT_ID, PROJECT_ID)
 
 
 def write_ac_variant(directory: Path, replacements: Mapping[str, str], *, name: str = "retail.yaml") -> Path:

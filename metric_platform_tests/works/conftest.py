@@ -19,7 +19,7 @@ import pytest
 
 from metric_platform.backends.protocol import DataAPIBackend
 from metric_platform.execution.results import ExecutionResult
-from metric_platform.sample_data import generate, write_parquet
+from metric_platform.sample_data import PROJECT_ID, TENANT_ID, generate, write_parquet
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.settings import Settings
@@ -101,12 +101,12 @@ def stores(
     home = tmp_path / "home"
     monkeypatch.setenv("METRIC_PLATFORM_HOME", str(home))
     if request.param == "sqlite":
-        yield Stores(home, Settings())
+        yield Stores(home, _retail_project())
         return
     with fresh_pg_schema(str(request.getfixturevalue("pg_url"))) as url:
         monkeypatch.setenv("METRIC_PLATFORM_ENGINE_MANIFEST_URL", url)
         monkeypatch.setenv("METRIC_PLATFORM_PLATFORM_DB_URL", url)
-        yield Stores(home, Settings())
+        yield Stores(home, _retail_project())
 
 
 @pytest.fixture
@@ -115,4 +115,10 @@ def sqlite_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stores:
     for name in _ENV:
         monkeypatch.delenv(f"METRIC_PLATFORM_{name}", raising=False)
     monkeypatch.setenv("METRIC_PLATFORM_HOME", str(tmp_path / "home"))
-    return Stores(tmp_path / "home", Settings())
+    return Stores(tmp_path / "home", _retail_project())
+
+
+def _retail_project() -> Settings:
+    """The environment's settings projected on the retail AC's project: their ``manifest_url`` and
+    ``data_dir`` name the store its engine opens (``MetricEngine.open`` projects the same way)."""
+    return Settings().for_project(TENANT_ID, PROJECT_ID)

@@ -88,12 +88,22 @@ class SliceChooser:
         *,
         thorough: bool = True,
         stable_only: bool = False,
+        trusted: frozenset[Grain] = frozenset(),
     ) -> tuple[Option | None, tuple[Rejection, ...]]:
         """The option to serve from (None: the backend), and why each other grain was not used.
         Not ``thorough``: a complete exact match is returned at once, without listing the other
-        grains (one manifest query on the hot path; the rejections are then left out)."""
+        grains (one manifest query on the hot path; the rejections are then left out).
+        ``stable_only`` leaves out provisional slices, except at the ``trusted`` grains (slices kept
+        fresh by their own refreshes: a family's Dagster partitions)."""
+        base_stable_only = stable_only
+
+        def stable_only_at(grain: Grain) -> bool:
+            return base_stable_only and grain not in trusted
+
         if not thorough:
-            direct = self._consider(family, target, target, window, source, stable_only=stable_only)
+            direct = self._consider(
+                family, target, target, window, source, stable_only=stable_only_at(target)
+            )
             if isinstance(direct, Option):
                 return direct, ()
         summaries = self.store.list_grains(self.ac.name, Domain.METRIC, family.name)
@@ -107,7 +117,9 @@ class SliceChooser:
                 return (per_slice * (len(buckets(time_grain, window)) if time_grain else 1), grain)
 
             for grain in sorted(set(summaries) - {target}, key=estimate):
-                found = self._consider(family, grain, target, window, source, stable_only=stable_only)
+                found = self._consider(
+                    family, grain, target, window, source, stable_only=stable_only_at(grain)
+                )
                 if isinstance(found, Option):
                     return found, ()
             return None, ()
@@ -116,7 +128,9 @@ class SliceChooser:
         memoized = set(summaries)
         grains = memoized | {target}
         for grain in sorted(grains, key=lambda g: (g != target, len(g), g)):
-            option_or_reason = self._consider(family, grain, target, window, source, stable_only=stable_only)
+            option_or_reason = self._consider(
+                family, grain, target, window, source, stable_only=stable_only_at(grain)
+            )
             if isinstance(option_or_reason, str):
                 if grain in memoized or option_or_reason.startswith("the window"):
                     rejections.append(Rejection(grain, option_or_reason))

@@ -97,12 +97,24 @@ class MetricServer:
         pin: bool = False,
         recompute: bool = False,
         refresh: bool = False,
+        trust_base: bool = False,
         explain: bool = False,
     ) -> Served:
         """``explain``: also list, for every memoized grain not used, why (costs a manifest query).
         ``refresh``: slices still provisional are recomputed, never served from memory (a refresh
-        or a partition materialization); stable ones are. ``recompute``: everything is."""
+        or a partition materialization); stable ones are. ``recompute``: everything is.
+        ``trust_base`` (with ``refresh``): the provisional slices of the family's base grain (and of
+        the grain it is fetched at) are fresh, its own partitions refresh them, so provisional
+        buckets are rolled up from them rather than fetched again: a cache-hint grain following its
+        family. Days missing there are fetched and served but not memoized at those grains: the
+        family's partitions own them (a stale day left for its final refresh stays stale, so the
+        stability sensor still requests that refresh)."""
         family, target, asked, treatment = self._resolve(family_name, anchor, window, mvt)
+        trusted = (
+            frozenset({family.base_grain, self.grains.fetch_grain(family, family.base_grain)})
+            if trust_base
+            else frozenset()
+        )
         override = treatment != family.mvt
         source = source_fingerprint(backend)
         served_window = stability.served_window(self.ac, asked, self.cutoff())
@@ -113,7 +125,7 @@ class MetricServer:
         option: Option | None = None
         if not override and not recompute:
             option, rejections = self.chooser.choose(
-                family, target, window, source, thorough=explain, stable_only=refresh
+                family, target, window, source, thorough=explain, stable_only=refresh, trusted=trusted
             )
         if option is not None and option.derivations is None:
             served = self._exact(family, target, window, option, backend, pin=pin)
@@ -133,6 +145,7 @@ class MetricServer:
                 memoize=not override,
                 recompute=recompute,
                 refresh=refresh,
+                trusted=trusted,
             )
         frame = served.frame.select([*anchor, family.name])
         provenance = served.provenance
@@ -274,6 +287,7 @@ class MetricServer:
         memoize: bool,
         recompute: bool,
         refresh: bool,
+        trusted: frozenset[Grain] = frozenset(),
     ) -> Served:
         fetch = self.grains.fetch_grain(family, target)
         tg = self.grains.time_grain(fetch)
@@ -288,7 +302,9 @@ class MetricServer:
         have = (
             {}
             if (recompute or not memoize)
-            else self.chooser.valid_slices(family, fetch, window, source, stable_only=refresh)
+            else self.chooser.valid_slices(
+                family, fetch, window, source, stable_only=refresh and fetch not in trusted
+            )
         )
         kept = [have[b.start] for b in needed if b.start in have and b.full]
         missing = [b for b in needed if not (b.start in have and b.full)]
@@ -304,7 +320,7 @@ class MetricServer:
             time_dim = self.grains.time_dims(fetch)[0][0]
             # The span may cross buckets that are memoized already: keep only the missing ones.
             fresh = fresh.filter(pl.col(time_dim).is_in([b.start for b in missing]))
-            if memoize:
+            if memoize and fetch not in trusted:
                 full = [b for b in missing if b.full]
                 # Only the target is pinned (it backs the Dagster partition), not its finer source.
                 outcome = self.memo.memoize(family, fetch, fresh, full, source, pin=pin and fetch == target)

@@ -37,6 +37,7 @@ from metric_platform.backends.factory import backend_for
 from metric_platform.backends.protocol import DataAPIBackend, DateWindow
 from metric_platform.engine.engine import MetricEngine
 from metric_platform.engine.store.entry_store import EntryStore
+from metric_platform.sample_data import PROJECT_ID, TENANT_ID
 from metric_platform.semantics.loader import load_ac
 from metric_platform.semantics.spec import AnalyticalContext
 from metric_platform.settings import Settings
@@ -98,12 +99,13 @@ class Spec:
 
     def settings(self) -> Settings:
         # Explicit fields, so a METRIC_PLATFORM_* variable in the environment cannot redirect a test.
-        return Settings(
+        settings = Settings(
             home=self.home,
             engine_manifest_url=self.manifest_url,
             engine_data_dir=None,
             file_grace_seconds=self.grace,
         )
+        return settings.for_project(TENANT_ID, PROJECT_ID)  # the retail AC's store
 
 
 class _ReplanCounter(logging.Handler):
