@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
@@ -29,7 +29,6 @@ from metric_platform.execution.adapters import BatchParams, run_batch
 from metric_platform.execution.context import ExecutionMode
 from metric_platform.execution.engine import MetricExecutionEngine
 from metric_platform.execution.results import ExecutionResult
-from metric_platform.execution.work import Work
 from metric_platform.ledger.recorder import LedgerRecorder
 from metric_platform.ledger.spool import Spool
 from metric_platform.ledger.store import RunEventStore
@@ -58,7 +57,6 @@ class Door:
 
     settings: Settings
     workspaces: Mapping[str, EngineWorkspace]
-    extra_works: Callable[[EngineWorkspace], Sequence[Work]] = field(default=lambda _ws: ())
 
     @classmethod
     def for_acs(
@@ -128,8 +126,7 @@ class Door:
             recorder = LedgerRecorder(
                 store, Spool(self.settings.spool_dir), budget_ms=self.settings.ledger_write_budget_ms
             )
-            works = (*engine_works(workspace), *self.extra_works(workspace))
-            engine = MetricExecutionEngine(works, recorder=recorder, logger=step.log)
+            engine = MetricExecutionEngine(engine_works(workspace), recorder=recorder, logger=step.log)
             try:
                 return engine.execute(run_batch(batch))
             except UserError as exc:  # rejected before anything ran (an unknown name, a bad context)
