@@ -16,6 +16,7 @@ import dagster as dg
 
 from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.serving.buckets import bucket_end
+from metric_platform.engine.serving.grains import GrainPlanner
 from metric_platform.semantics.spec import AnalyticalContext, Grain
 from metric_platform.semantics.types import TimeGrain
 
@@ -25,19 +26,6 @@ _CRON = {
     TimeGrain.QUARTER: "0 0 1 1,4,7,10 *",
     TimeGrain.YEAR: "0 0 1 1 *",
 }
-
-
-def time_grain(ac: AnalyticalContext, grain: Grain) -> TimeGrain | None:
-    """The grain's time dimension's calendar grain (None: the grain has no time dimension)."""
-    for name in grain:
-        spec = ac.dimension(name)
-        if spec.time_grain is not None:
-            return spec.time_grain
-    return None
-
-
-def time_column(ac: AnalyticalContext, grain: Grain) -> str | None:
-    return next((name for name in grain if ac.dimension(name).is_time), None)
 
 
 def first_bucket(grain: TimeGrain, start: dt.date) -> dt.date:
@@ -57,7 +45,7 @@ def daily_partitions(ac: AnalyticalContext) -> dg.DailyPartitionsDefinition:
 
 def grain_partitions(ac: AnalyticalContext, grain: Grain) -> dg.PartitionsDefinition[str] | None:
     """The partitions of a cache-hint grain's asset (None: unpartitioned)."""
-    tgrain = time_grain(ac, grain)
+    tgrain = GrainPlanner(ac).time_grain(grain)
     if tgrain is None:
         return None
     start = first_bucket(tgrain, ac.partitions.start_date)

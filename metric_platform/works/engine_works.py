@@ -13,6 +13,7 @@ from typing import Any
 from metric_platform.backends.protocol import DateWindow
 from metric_platform.engine.frame_expr import DerivedMetric, FrameExpression
 from metric_platform.engine.query import QueryRequest, check_query
+from metric_platform.engine.serving.grains import GrainPlanner
 from metric_platform.engine.store.keys import Domain, EntryKey
 from metric_platform.execution.context import ExecutionContext
 from metric_platform.execution.work import Work, WorkOutcome
@@ -86,7 +87,8 @@ class ServeWork(EngineWork[ServeParams]):
             "verification_level": p.verification_level,
         }
         if params.figures:
-            time_column = next((d for d in params.anchor if self.workspace.ac.dimension(d).is_time), None)
+            time_dims = GrainPlanner(self.workspace.ac).time_dims(tuple(params.anchor))
+            time_column = time_dims[0][0] if time_dims else None
             summary |= {
                 "explain": p.path.describe(),
                 "source_anchor": list(p.path.source_anchor),

@@ -133,8 +133,10 @@ class Report:
         header: Mapping[str, str],
         title: str = TITLE,
         intro: str = INTRO,
+        unit: str = "rows",
     ) -> None:
         self.path = path
+        self.unit = unit  # what ``rows`` counts, in the block's heading
         self.title = title
         self.intro = intro
         self.rows = rows
@@ -160,7 +162,7 @@ class Report:
         facts = [f"- {key}: {value}" for key, value in self.header.items()]
         body = "\n".join(table.to_markdown() for table in self._tables.values())
         return (
-            f"<!-- run rows={self.rows} -->\n## {self.rows:,} rows\n\n"
+            f"<!-- run rows={self.rows} -->\n## {self.rows:,} {self.unit}\n\n"
             + "\n".join(facts)
             + "\n\n"
             + body
